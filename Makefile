@@ -1,0 +1,30 @@
+# The two commands: `make run` (the embedded control plane) and `make test` (the whole suite).
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint openapi migration bench-api clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/bootstrap
+	scripts/bootstrap
+
+run: $(STAMP)
+	$(BIN)/aerie up
+
+test: $(STAMP)
+	scripts/test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+openapi: $(STAMP)
+	$(BIN)/python -m chalicelib.api.registry --write openapi.json
+
+migration: $(STAMP)
+	$(BIN)/python -m chalicelib.db.migrate revision "$(m)"
+
+bench-api: $(STAMP)
+	$(BIN)/python bench/api.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

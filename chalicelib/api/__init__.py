@@ -1,0 +1,1 @@
+"""The HTTP-facing layer: request validation, auth, the async-job envelope, errors, OpenAPI."""

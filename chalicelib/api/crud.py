@@ -1,0 +1,80 @@
+"""The operations every resource kind shares, built from its model: Get, Query, Update,
+Delete and, for kinds with a state, Change<Kind>State."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from chalicelib import resources
+from chalicelib.api.operation import Operation, Runner
+from chalicelib.api.request import ApiRequest, Description, Name, Uuid
+from chalicelib.db.base import Base
+from chalicelib.identity.ownership import get_visible
+
+
+class UuidRequest(ApiRequest):
+    uuid: Uuid
+
+
+class ListRequest(ApiRequest):
+    model_config = ConfigDict(strict=False)  # query strings carry numbers as text
+
+    limit: int = Field(1000, ge=0, le=100_000, description="Most results to return")
+    start: int = Field(0, ge=0, description="Results to skip")
+
+
+class UpdateRequest(UuidRequest):
+    name: Name | None = None
+    description: Description | None = None
+
+
+class DeleteRequest(UuidRequest):
+    model_config = ConfigDict(strict=False)
+
+    delete_mode: Literal["Permissive", "Enforcing"] = Field(
+        "Permissive",
+        description="Permissive refuses (409) while dependents exist; Enforcing deletes them too",
+    )
+
+
+class ChangeStateRequest(UuidRequest):
+    state_event: Literal["enable", "disable"]
+
+
+def resource_operations(
+    model: type[Base], path: str, *, admin_only: bool = False, has_state: bool = False,
+    update_request: type[UpdateRequest] = UpdateRequest, update: Runner | None = None,
+    deletable: bool = True, tag: str,
+) -> list[Operation]:
+    kind = model.__resource__
+    item = f"{path}/{{uuid}}"
+    common = {"admin_only": admin_only, "resource": kind, "tags": (tag,)}
+    ops = [
+        Operation(f"Get{kind}", "GET", item, UuidRequest,
+                  lambda ctx, r: get_visible(ctx, model, r.uuid), f"Get one {kind}", **common),
+        Operation(f"Query{kind}", "GET", path, ListRequest,
+                  lambda ctx, r: resources.list_resources(ctx, model, limit=r.limit,
+                                                          start=r.start),
+                  f"List {kind} resources", returns_list=True, query_params=("limit", "start"),
+                  **common),
+        Operation(f"Update{kind}", "PUT", item, update_request,
+                  update or (lambda ctx, r: resources.update_resource(ctx, model, r.uuid,
+                                                                      **r.fields("uuid"))),
+                  f"Change a {kind}'s name or description", asynchronous=True, **common),
+    ]
+    if deletable:
+        ops.append(Operation(
+            f"Delete{kind}", "DELETE", item, DeleteRequest,
+            lambda ctx, r: resources.delete_resource(
+                ctx, model, r.uuid, enforcing=r.delete_mode == "Enforcing"),
+            f"Delete a {kind}", asynchronous=True, query_params=("deleteMode",),
+            **{**common, "resource": None},
+        ))
+    if has_state:
+        ops.append(Operation(
+            f"Change{kind}State", "PUT", f"{item}/actions/change-state", ChangeStateRequest,
+            lambda ctx, r: resources.change_state(ctx, model, r.uuid, r.state_event),
+            f"Enable or disable a {kind}", asynchronous=True, **common,
+        ))
+    return ops

@@ -1,0 +1,45 @@
+"""An API operation: its ZStack-style name, its HTTP route, its schema and what it runs."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.api.request import ApiRequest, CreateRequest
+from chalicelib.context import Context
+from chalicelib.db.base import Base
+from chalicelib.tags import apply_tags
+
+Runner = Callable[[Context, Any], Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # CreateZone: unique, the OpenAPI operationId and the CLI command
+    method: str
+    path: str  # /v1/zones/{uuid}: path parameters are request fields too
+    request: type[ApiRequest] | None
+    run: Runner
+    summary: str
+    # Asynchronous operations answer 202 with a job; the work runs on the job runtime.
+    asynchronous: bool = False
+    # Checks that must pass before a job is accepted (404/409 now, not in the job). Without
+    # it, ``run`` itself is tried and rolled back: right for operations that only touch the DB.
+    validate: Runner | None = None
+    admin_only: bool = False
+    authenticated: bool = True
+    resource: str | None = None  # the resource kind its result is an inventory of
+    returns_list: bool = False
+    query_params: tuple[str, ...] = ()
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+    def execute(self, ctx: Context, request: ApiRequest | None) -> Any:
+        """Run the operation; a created resource gets the tags its request carries."""
+        result = self.run(ctx, request)
+        if isinstance(request, CreateRequest) and isinstance(result, Base):
+            apply_tags(ctx, result, request.system_tags, request.user_tags)
+        return result

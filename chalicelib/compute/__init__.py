@@ -1,0 +1,1 @@
+"""Compute: zones, clusters, offerings (and, in later issues, hosts and VMs)."""

@@ -1,0 +1,20 @@
+"""Who is calling, and the transaction their operation runs in."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class Caller:
+    account_uuid: str
+    is_admin: bool
+    user_uuid: str | None = None
+    session_uuid: str | None = None
+
+
+@dataclass
+class Context:
+    session: Session
+    caller: Caller

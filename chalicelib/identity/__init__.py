@@ -1,0 +1,1 @@
+"""Accounts, users, sessions, passwords and who may see what."""

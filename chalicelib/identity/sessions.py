@@ -1,0 +1,87 @@
+"""Logging in, bearer tokens, logging out."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session as DbSession
+
+from chalicelib.context import Caller
+from chalicelib.db.base import utcnow
+from chalicelib.db.models import Account, Session, User
+from chalicelib.errors import Unauthenticated
+from chalicelib.globalconfig import ConfigDefinition, define, get_value
+from chalicelib.identity.passwords import verify_password
+
+SESSION_TIMEOUT = define(ConfigDefinition(
+    "identity", "session.timeout", int, 7200,
+    "Seconds a session stays valid after login.", min=60, max=31_536_000,
+))
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    session: Session
+    token: str
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _open_session(db: DbSession, account: Account, user: User | None) -> LoginResult:
+    if account.state != "Enabled" or (user is not None and user.state != "Enabled"):
+        raise Unauthenticated("this account or user is disabled")
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session = Session(
+        token_hash=token_hash(token), account_uuid=account.uuid,
+        user_uuid=user.uuid if user else None, create_date=now,
+        expired_date=now + timedelta(seconds=get_value(db, SESSION_TIMEOUT)),
+    )
+    db.add(session)
+    # Expired sessions are dropped as new ones are made, so the table does not grow forever.
+    db.execute(delete(Session).where(Session.expired_date < now))
+    db.flush()
+    return LoginResult(session, token)
+
+
+def login_by_account(db: DbSession, account_name: str, password: str) -> LoginResult:
+    account = db.scalars(select(Account).where(Account.name == account_name)).first()
+    if not verify_password(account.password_hash if account else None, password):
+        raise Unauthenticated("wrong account name or password")
+    return _open_session(db, account, None)
+
+
+def login_by_user(db: DbSession, account_name: str, user_name: str, password: str) -> LoginResult:
+    row = db.execute(
+        select(Account, User).join(User, User.account_uuid == Account.uuid)
+        .where(Account.name == account_name, User.name == user_name)
+    ).first()
+    if not verify_password(row.User.password_hash if row else None, password):
+        raise Unauthenticated("wrong account name, user name or password")
+    return _open_session(db, row.Account, row.User)
+
+
+def authenticate(db: DbSession, token: str, now: datetime | None = None) -> Caller:
+    row = db.execute(
+        select(Session.uuid, Session.account_uuid, Session.user_uuid, Session.expired_date,
+               Account.type)
+        .join(Account, Account.uuid == Session.account_uuid)
+        .where(Session.token_hash == token_hash(token))
+    ).first()
+    if row is None:
+        raise Unauthenticated("the session token is unknown or was logged out; log in again")
+    if row.expired_date <= (now or utcnow()):
+        raise Unauthenticated("the session has expired; log in again")
+    return Caller(
+        account_uuid=row.account_uuid, is_admin=row.type == "SystemAdmin",
+        user_uuid=row.user_uuid, session_uuid=row.uuid,
+    )
+
+
+def logout(db: DbSession, session_uuid: str) -> None:
+    db.execute(delete(Session).where(Session.uuid == session_uuid))

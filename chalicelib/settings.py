@@ -1,0 +1,56 @@
+"""Process settings, read once from the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str
+    listen: str
+    var_dir: Path
+    runtime: str  # "embedded" or "aws"
+    admin_password: str | None
+    job_workers: int
+    jobs_queue_url: str | None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    @property
+    def redacted_db_url(self) -> str:
+        """The database URL without its password, fit for a log."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.db_url).render_as_string(hide_password=True)
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        var_dir = Path(env.get("AERIE_VAR_DIR", "var")).resolve()
+        listen = env.get("AERIE_LISTEN", DEFAULT_LISTEN)
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"AERIE_LISTEN must be host:port, got {listen!r}")
+        return cls(
+            db_url=env.get("AERIE_DB_URL") or f"sqlite:///{var_dir / 'aerie.db'}",
+            listen=listen,
+            var_dir=var_dir,
+            runtime=env.get("AERIE_RUNTIME", "embedded"),
+            admin_password=env.get("AERIE_ADMIN_PASSWORD") or None,
+            job_workers=int(env.get("AERIE_JOB_WORKERS", "8")),
+            jobs_queue_url=env.get("AERIE_JOBS_QUEUE_URL"),
+            tls_cert_file=env.get("AERIE_TLS_CERT") or None,
+            tls_key_file=env.get("AERIE_TLS_KEY") or None,
+        )

@@ -1,0 +1,1 @@
+"""Storage: primary storage, backup storage, images."""
