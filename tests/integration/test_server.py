@@ -1,0 +1,116 @@
+"""`aerie up` as a real process: it listens where told, says how to log in, serves many
+clients at once, and stops cleanly on SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.api import ADMIN_PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+AERIE = str(Path(sys.executable).with_name("aerie"))
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "aerie.log"
+        self.process = subprocess.Popen(
+            [AERIE, "up"], cwd=tmp_path, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "AERIE_LISTEN": f"127.0.0.1:{self.port}",
+                 "AERIE_VAR_DIR": str(tmp_path / "var"), **env},
+        )
+        deadline = time.monotonic() + 60
+        while "listening on" not in self.output():
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def server(db_url, tmp_path):
+    running = Server({"AERIE_DB_URL": db_url, "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD}, tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+        running.process.wait()
+
+
+def _login(url: str, password: str) -> str:
+    reply = httpx.put(f"{url}/v1/accounts/login",
+                      json={"accountName": "admin", "password": password})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["inventory"]["token"]
+
+
+def test_login_create_zone_poll_job_and_read_it_back(server):
+    assert f"listening on {server.url}" in server.output()
+    assert "/v1/accounts/login" in server.output()
+    headers = {"Authorization": f"Bearer {_login(server.url, ADMIN_PASSWORD)}"}
+    accepted = httpx.post(f"{server.url}/v1/zones", json={"name": "z1"}, headers=headers)
+    assert accepted.status_code == 202
+    assert accepted.headers["Location"] == accepted.json()["location"]
+    deadline = time.monotonic() + 10
+    while (job := httpx.get(server.url + accepted.json()["location"],
+                            headers=headers).json())["state"] not in ("Succeeded", "Failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert job["state"] == "Succeeded"
+    assert job["createdAt"] <= job["startedAt"] <= job["finishedAt"]
+    zone = httpx.get(f"{server.url}/v1/zones/{job['result']['uuid']}", headers=headers)
+    assert zone.json()["inventory"]["name"] == "z1"
+    assert httpx.get(f"{server.url}/v1/zones").status_code == 401
+    garbage = httpx.post(f"{server.url}/v1/zones", content=b"\x00garbage", headers=headers)
+    assert garbage.status_code == 400
+    assert server.stop() == 0
+
+
+def test_a_hundred_concurrent_connections(server):
+    headers = {"Authorization": f"Bearer {_login(server.url, ADMIN_PASSWORD)}"}
+    clients = [httpx.Client(base_url=server.url, headers=headers, timeout=30)
+               for _ in range(100)]
+    try:
+        # Every client holds its own keep-alive connection open while all of them ask at once.
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            statuses = list(pool.map(lambda c: [c.get("/v1/zones").status_code
+                                                for _ in range(5)], clients))
+    finally:
+        for client in clients:
+            client.close()
+    assert statuses == [[200] * 5] * 100
+
+
+def test_first_start_generates_and_prints_the_admin_password(tmp_path):
+    running = Server({"AERIE_DB_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+                      "AERIE_ADMIN_PASSWORD": ""}, tmp_path)
+    try:
+        line = next(x for x in running.output().splitlines() if "admin password" in x)
+        password = line.rsplit(" ", 1)[1]
+        assert _login(running.url, password)
+    finally:
+        assert running.stop() == 0
