@@ -17,6 +17,7 @@ class Settings:
     admin_password: str | None
     job_workers: int
     jobs_queue_url: str | None
+    http_threads: int = 8
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
@@ -51,6 +52,7 @@ class Settings:
             admin_password=env.get("AERIE_ADMIN_PASSWORD") or None,
             job_workers=int(env.get("AERIE_JOB_WORKERS", "8")),
             jobs_queue_url=env.get("AERIE_JOBS_QUEUE_URL"),
+            http_threads=int(env.get("AERIE_HTTP_THREADS", "8")),
             tls_cert_file=env.get("AERIE_TLS_CERT") or None,
             tls_key_file=env.get("AERIE_TLS_KEY") or None,
         )

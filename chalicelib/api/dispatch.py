@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session as DbSession
+
 from chalicelib.api.errors import as_aerie_error, error_body, status_of
 from chalicelib.api.jobs import create_job
 from chalicelib.api.operation import Operation
@@ -92,39 +94,36 @@ def _parse(op: Operation, call: HttpCall) -> ApiRequest | None:
     return parse_request(op.request, data)
 
 
-def _caller(runtime: Runtime, op: Operation, call: HttpCall) -> Caller | None:
+def _caller(db: DbSession, op: Operation, call: HttpCall) -> Caller | None:
     if not op.authenticated:
         return None
-    token = bearer_token(call.headers)
-    with runtime.db.session() as db:
-        caller = authenticate(db, token)
+    caller = authenticate(db, bearer_token(call.headers))
     if op.admin_only and not caller.is_admin:
         raise PermissionDenied(f"{op.name} needs an admin account")
     return caller
 
 
 def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
+    """Authentication, validation and a synchronous operation share one short transaction."""
     try:
-        caller = _caller(runtime, op, call)
-        request = _parse(op, call)
-        if op.asynchronous:
-            return _accept_job(runtime, op, request, caller)
         with runtime.db.session() as db:
-            return Reply(200, render_reply(op.execute(Context(db, caller), request)))
+            caller = _caller(db, op, call)
+            request = _parse(op, call)
+            if not op.asynchronous:
+                return Reply(200, render_reply(op.execute(Context(db, caller), request)))
+            job_uuid = _accept_job(db, op, request, caller)
+        runtime.jobs.submit(job_uuid)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
         error = as_aerie_error(exc)
         return Reply(status_of(error), error_body(error))
-
-
-def _accept_job(runtime: Runtime, op: Operation, request: ApiRequest | None,
-                caller: Caller) -> Reply:
-    with runtime.db.session() as db:
-        # An operation that only changes the database validates by a dry run of itself;
-        # one with effects outside it names its own checks.
-        (op.validate or op.execute)(Context(db, caller), request)
-        db.rollback()  # validation only looks: whatever it touched is discarded
-        job = create_job(db, op, request, caller)
-        job_uuid = job.uuid
-    runtime.jobs.submit(job_uuid)
     location = f"/v1/api-jobs/{job_uuid}"
     return Reply(202, {"jobUuid": job_uuid, "location": location}, {"Location": location})
+
+
+def _accept_job(db: DbSession, op: Operation, request: ApiRequest | None,
+                caller: Caller) -> str:
+    # An operation that only changes the database validates by a dry run of itself;
+    # one with effects outside it names its own checks.
+    (op.validate or op.execute)(Context(db, caller), request)
+    db.rollback()  # validation only looks: whatever it touched is discarded
+    return create_job(db, op, request, caller).uuid

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.context import Context
 from chalicelib.db.base import Base
-from chalicelib.db.models import Account, User
+from chalicelib.db.models import Account, ApiJob, User
 from chalicelib.errors import Conflict, InvalidArgument, NotFound
 from chalicelib.globalconfig import ConfigDefinition, define, get_value
 from chalicelib.identity.ownership import get_visible, require_admin
@@ -85,6 +85,13 @@ def delete_account(ctx: Context, uuid: str) -> None:
             + ", ".join(f"{count} {kind}" for kind, count in owned.items())
             + "; delete them first", details={"owned": owned},
         )
+    unfinished = ctx.session.scalar(select(func.count()).select_from(ApiJob).where(
+        ApiJob.account_uuid == uuid, ApiJob.state.in_(("Waiting", "Running"))))
+    if unfinished:
+        raise Conflict(f"account {account.name} still has {unfinished} unfinished job(s); "
+                       "retry when they are done", details={"unfinishedJobs": unfinished})
+    # Its finished jobs are its history: they go with it (they reference it).
+    ctx.session.execute(delete(ApiJob).where(ApiJob.account_uuid == uuid))
     for user in account.users:
         ctx.session.delete(user)
     ctx.session.delete(account)

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.context import Caller
@@ -66,13 +66,18 @@ def login_by_user(db: DbSession, account_name: str, user_name: str, password: st
     return _open_session(db, row.Account, row.User)
 
 
+# Built once: every API call runs it, and building a statement costs more than running it.
+_SESSION_BY_TOKEN = (
+    select(Session.uuid, Session.account_uuid, Session.user_uuid, Session.expired_date,
+           Account.type)
+    .join(Account, Account.uuid == Session.account_uuid)
+    .where(Session.token_hash == bindparam("token_hash"))
+)
+
+
 def authenticate(db: DbSession, token: str, now: datetime | None = None) -> Caller:
-    row = db.execute(
-        select(Session.uuid, Session.account_uuid, Session.user_uuid, Session.expired_date,
-               Account.type)
-        .join(Account, Account.uuid == Session.account_uuid)
-        .where(Session.token_hash == token_hash(token))
-    ).first()
+    # Core, not ORM: this runs on every call and needs no objects.
+    row = db.connection().execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)}).first()
     if row is None:
         raise Unauthenticated("the session token is unknown or was logged out; log in again")
     if row.expired_date <= (now or utcnow()):

@@ -15,13 +15,18 @@ def create_l3_network(ctx: Context, *, l2_network_uuid: str, **fields) -> L3Netw
     return add_resource(ctx, L3Network(l2_network_uuid=l2.uuid, zone_uuid=l2.zone_uuid, **fields))
 
 
-def add_dns(ctx: Context, l3_network_uuid: str, dns: str) -> L3Network:
-    network = get_visible(ctx, L3Network, l3_network_uuid, field="l3NetworkUuid")
+def _dns_address(dns: str) -> str:
+    """The address in its canonical text, as it is stored (2001:DB8::1 -> 2001:db8::1)."""
     try:
-        address = str(ipaddress.ip_address(dns))
+        return str(ipaddress.ip_address(dns))
     except ValueError:
         raise InvalidArgument(f"dns must be an IP address, got {dns!r}",
                               details={"field": "dns"}) from None
+
+
+def add_dns(ctx: Context, l3_network_uuid: str, dns: str) -> L3Network:
+    network = get_visible(ctx, L3Network, l3_network_uuid, field="l3NetworkUuid")
+    address = _dns_address(dns)
     if address in (d.dns for d in network.dns):
         raise Conflict(f"{address} is already a DNS server of L3 network {network.name}",
                        details={"field": "dns"})
@@ -32,10 +37,11 @@ def add_dns(ctx: Context, l3_network_uuid: str, dns: str) -> L3Network:
 
 def remove_dns(ctx: Context, l3_network_uuid: str, dns: str) -> L3Network:
     network = get_visible(ctx, L3Network, l3_network_uuid, field="l3NetworkUuid")
+    address = _dns_address(dns)
     for entry in network.dns:
-        if entry.dns == dns:
+        if entry.dns == address:
             network.dns.remove(entry)
             ctx.session.flush()
             return network
-    raise Conflict(f"{dns} is not a DNS server of L3 network {network.name}",
+    raise Conflict(f"{address} is not a DNS server of L3 network {network.name}",
                    details={"field": "dns", "dns": [d.dns for d in network.dns]})

@@ -20,9 +20,11 @@ log = logging.getLogger("aerie")
 def make_server(settings: Settings, wsgi_app) -> wsgi.Server:
     server = wsgi.Server(
         (settings.listen_host, settings.listen_port), wsgi_app,
-        numthreads=32, max=64, request_queue_size=1024, timeout=30,
+        numthreads=settings.http_threads, max=settings.http_threads, request_queue_size=1024, timeout=30,
         server_name="aerie",
     )
+    # cheroot closes idle keep-alive connections beyond this many (default 10).
+    server.keep_alive_conn_limit = 4096
     tls = settings.tls_cert_file, settings.tls_key_file
     if all(tls):
         from cheroot.ssl.builtin import BuiltinSSLAdapter

@@ -6,9 +6,10 @@ import base64
 import json
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from urllib.parse import parse_qs
 
 from chalice.config import Config
-from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
+from chalice.local import LocalGateway, LocalGatewayException, MatchResult, RouteMatcher
 
 from chalicelib.api.chalice_app import AerieChalice
 
@@ -20,10 +21,39 @@ def _json(status: int, code: str, message: str) -> tuple[int, dict[str, str], by
     return status, {"Content-Type": "application/json"}, body
 
 
+class IndexedRouteMatcher(RouteMatcher):
+    """Chalice's matcher, same answers (literal segments win over captures), but routes are
+    split once and grouped by length instead of re-split on every request."""
+
+    def __init__(self, route_urls: list[str]) -> None:
+        super().__init__(route_urls)
+        self._by_length: dict[int, list[tuple[str, list[str]]]] = {}
+        for url in self.route_urls:
+            parts = url.split("/")
+            self._by_length.setdefault(len(parts), []).append((url, parts))
+
+    def match_route(self, url: str) -> MatchResult:
+        path, _, query = url.partition("?")
+        if path != "/" and path.endswith("/"):
+            path = path[:-1]
+        parts = path.split("/")
+        for route_url, route_parts in self._by_length.get(len(parts), ()):
+            captured = {}
+            for given, expected in zip(parts, route_parts, strict=True):
+                if expected.startswith("{"):
+                    captured[expected[1:-1]] = given
+                elif given != expected:
+                    break
+            else:
+                return MatchResult(route_url, captured, parse_qs(query, keep_blank_values=True))
+        raise ValueError(f"No matching route found for: {url}")
+
+
 class ChaliceWsgiApp:
     def __init__(self, app: AerieChalice) -> None:
         self._gateway = LocalGateway(app, Config())
-        self._routes = RouteMatcher(list(app.routes))
+        self._routes = IndexedRouteMatcher(list(app.routes))
+        self._gateway.event_converter._route_matcher = self._routes
 
     def _handle(self, environ: dict) -> tuple[int, dict[str, str], bytes]:
         method = environ["REQUEST_METHOD"]
