@@ -114,3 +114,44 @@ def test_first_start_generates_and_prints_the_admin_password(tmp_path):
         assert _login(running.url, password)
     finally:
         assert running.stop() == 0
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_serves_https_when_given_a_certificate(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    running = Server({"AERIE_DB_URL": f"sqlite:///{tmp_path / 'tls.db'}",
+                      "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                      "AERIE_TLS_CERT": str(cert), "AERIE_TLS_KEY": str(key)}, tmp_path)
+    try:
+        https = running.url.replace("http://", "https://")
+        assert f"listening on {https}" in running.output()
+        reply = httpx.put(f"{https}/v1/accounts/login", verify=str(cert),
+                          json={"accountName": "admin", "password": ADMIN_PASSWORD})
+        assert reply.status_code == 200
+    finally:
+        assert running.stop() == 0
