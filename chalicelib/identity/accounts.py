@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.context import Context
@@ -92,6 +92,9 @@ def delete_account(ctx: Context, uuid: str) -> None:
                        "retry when they are done", details={"unfinishedJobs": unfinished})
     # Its finished jobs are its history: they go with it (they reference it).
     ctx.session.execute(delete(ApiJob).where(ApiJob.account_uuid == uuid))
+    # Accounts it created pass to the admin deleting it rather than being orphaned.
+    ctx.session.execute(update(Account).where(Account.account_uuid == uuid)
+                        .values(account_uuid=ctx.caller.account_uuid))
     for user in account.users:
         ctx.session.delete(user)
     ctx.session.delete(account)

@@ -20,7 +20,8 @@ log = logging.getLogger("aerie")
 def make_server(settings: Settings, wsgi_app) -> wsgi.Server:
     server = wsgi.Server(
         (settings.listen_host, settings.listen_port), wsgi_app,
-        numthreads=settings.http_threads, max=settings.http_threads, request_queue_size=1024, timeout=30,
+        numthreads=settings.http_threads, max=settings.http_threads,
+        request_queue_size=1024, timeout=30,
         server_name="aerie",
     )
     # cheroot closes idle keep-alive connections beyond this many (default 10).

@@ -319,6 +319,20 @@ def test_an_account_that_owns_nothing_any_more_can_be_deleted(api: ApiClient) ->
     assert error_of(leaving.get("/v1/accounts"), 401)["code"] == "Unauthenticated"
 
 
+def test_accounts_a_deleted_admin_created_pass_to_the_deleting_admin(api: ApiClient) -> None:
+    second_admin = api.do("POST", "/v1/accounts",
+                          {"name": "ops", "password": PASSWORD, "type": "SystemAdmin"})
+    ops = logged_in_as(api, "ops")
+    created = ops.do("POST", "/v1/accounts", {"name": "tenant", "password": PASSWORD})
+
+    api.do("DELETE", f"/v1/accounts/{second_admin['uuid']}")
+
+    admin_uuid = session_of(api, "admin", ADMIN_PASSWORD)["accountUuid"]
+    tenant = api.get(f"/v1/accounts/{created['uuid']}").json()["inventory"]
+    assert tenant["accountUuid"] == admin_uuid
+    session_of(api, "tenant", PASSWORD)
+
+
 def test_the_admin_account_cannot_be_deleted(api: ApiClient) -> None:
     admin_uuid = session_of(api, "admin", ADMIN_PASSWORD)["accountUuid"]
     error_of(api.request("DELETE", f"/v1/accounts/{admin_uuid}"), 409)
