@@ -57,11 +57,22 @@ def _caller_of(db: DbSession, job: ApiJob) -> Caller:
     return Caller(account_uuid=account.uuid, is_admin=account.is_admin)
 
 
-def _finish(database: Database, job_uuid: str, *, result: Any = None,
+def _wipe_secrets(job: ApiJob, op: Operation | None) -> None:
+    if op is None or op.request is None:
+        return
+    secrets = op.request.secret_fields()
+    payload = json.loads(job.request)
+    if secrets & payload.keys():
+        job.request = json.dumps({k: "<wiped>" if k in secrets else v
+                                  for k, v in payload.items()})
+
+
+def _finish(database: Database, job_uuid: str, op: Operation | None, *, result: Any = None,
             error: AerieError | None = None) -> None:
     with database.session() as db:
         job = db.get(ApiJob, job_uuid)
         job.finished_at = utcnow()
+        _wipe_secrets(job, op)
         if error is None:
             job.state = "Succeeded"
             job.result = json.dumps(result)
@@ -81,6 +92,7 @@ def run_job(database: Database, job_uuid: str,
             return  # already taken: a redelivered submission is harmless
         job.state, job.started_at = "Running", utcnow()
         api_name, payload = job.api_name, json.loads(job.request)
+    op = None
     try:
         op = lookup(api_name)
         with database.session() as db:
@@ -93,6 +105,6 @@ def run_job(database: Database, job_uuid: str,
             db.flush()
             result = render_result(outcome)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
-        _finish(database, job_uuid, error=as_aerie_error(exc))
+        _finish(database, job_uuid, op, error=as_aerie_error(exc))
         return
-    _finish(database, job_uuid, result=result)
+    _finish(database, job_uuid, op, result=result)

@@ -9,10 +9,14 @@ from pydantic.alias_generators import to_camel
 
 from chalicelib.errors import InvalidArgument
 
-Name = Annotated[str, Field(min_length=1, max_length=255, description="A name people read")]
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S",
+                            description="A name people read (not only spaces)")]
 Description = Annotated[str, Field(max_length=2048)]
 Uuid = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="A 32-hex-digit uuid")]
-Password = Annotated[str, Field(min_length=1, max_length=1024)]
+# Secrets are writeOnly (OpenAPI's word): never echoed, and wiped from a job once it ends.
+Password = Annotated[str, Field(min_length=1, max_length=1024,
+                                json_schema_extra={"writeOnly": True})]
+Secret = Annotated[str, Field(max_length=255, json_schema_extra={"writeOnly": True})]
 
 
 class ApiRequest(BaseModel):
@@ -25,6 +29,12 @@ class ApiRequest(BaseModel):
 
     def fields(self, *exclude: str) -> dict[str, Any]:
         return self.model_dump(exclude={"system_tags", "user_tags", *exclude})
+
+    @classmethod
+    def secret_fields(cls) -> set[str]:
+        """Wire names of the fields that hold secrets."""
+        return {field.alias or name for name, field in cls.model_fields.items()
+                if (field.json_schema_extra or {}).get("writeOnly")}
 
 
 class CreateRequest(ApiRequest):

@@ -13,6 +13,7 @@ from chalicelib.errors import Conflict, InvalidArgument, NotFound
 from chalicelib.globalconfig import ConfigDefinition, define, get_value
 from chalicelib.identity.ownership import get_visible, require_admin
 from chalicelib.identity.passwords import hash_password
+from chalicelib.identity.sessions import end_sessions_of
 
 ADMIN_NAME = "admin"
 
@@ -95,6 +96,7 @@ def delete_account(ctx: Context, uuid: str) -> None:
     # Accounts it created pass to the admin deleting it rather than being orphaned.
     ctx.session.execute(update(Account).where(Account.account_uuid == uuid)
                         .values(account_uuid=ctx.caller.account_uuid))
+    end_sessions_of(ctx.session, uuid)
     for user in account.users:
         ctx.session.delete(user)
     ctx.session.delete(account)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,18 +77,66 @@ _SESSION_BY_TOKEN = (
 )
 
 
+class _RecentSessions:
+    """Sessions validated in the last second, so a burst of calls costs one lookup.
+
+    A logout in this process takes effect at once; in another process (another Lambda) within
+    ``TTL`` seconds. Expiry is always checked against the session's own expiry date.
+    """
+
+    TTL = 1.0
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Caller, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[Caller, datetime] | None:
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() - entry[0] > self.TTL:
+            return None
+        return entry[1], entry[2]
+
+    def put(self, key: str, caller: Caller, expires: datetime) -> None:
+        with self._lock:
+            if len(self._entries) >= self.LIMIT:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic(), caller, expires)
+
+    def forget(self, *, session_uuid: str | None = None, account_uuid: str | None = None) -> None:
+        with self._lock:
+            self._entries = {
+                k: v for k, v in self._entries.items()
+                if v[1].session_uuid != session_uuid and v[1].account_uuid != account_uuid
+            }
+
+
+_recent = _RecentSessions()
+
+
 def authenticate(db: DbSession, token: str, now: datetime | None = None) -> Caller:
-    # Core, not ORM: this runs on every call and needs no objects.
-    row = db.connection().execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)}).first()
-    if row is None:
-        raise Unauthenticated("the session token is unknown or was logged out; log in again")
-    if row.expired_date <= (now or utcnow()):
+    key = token_hash(token)
+    known = _recent.get(key)
+    if known is None:
+        # Core, not ORM: this runs on every call and needs no objects.
+        row = db.connection().execute(_SESSION_BY_TOKEN, {"token_hash": key}).first()
+        if row is None:
+            raise Unauthenticated("the session token is unknown or was logged out; log in again")
+        caller = Caller(account_uuid=row.account_uuid, is_admin=row.type == "SystemAdmin",
+                        user_uuid=row.user_uuid, session_uuid=row.uuid)
+        known = caller, row.expired_date
+        _recent.put(key, *known)
+    caller, expires = known
+    if expires <= (now or utcnow()):
         raise Unauthenticated("the session has expired; log in again")
-    return Caller(
-        account_uuid=row.account_uuid, is_admin=row.type == "SystemAdmin",
-        user_uuid=row.user_uuid, session_uuid=row.uuid,
-    )
+    return caller
 
 
 def logout(db: DbSession, session_uuid: str) -> None:
     db.execute(delete(Session).where(Session.uuid == session_uuid))
+    _recent.forget(session_uuid=session_uuid)
+
+
+def end_sessions_of(db: DbSession, account_uuid: str) -> None:
+    db.execute(delete(Session).where(Session.account_uuid == account_uuid))
+    _recent.forget(account_uuid=account_uuid)

@@ -1,6 +1,7 @@
 """``aerie up``: the embedded control plane on a production-grade threaded HTTP server."""
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -74,6 +75,9 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # Everything loaded so far lives as long as the process: keep it out of GC passes.
+    gc.collect()
+    gc.freeze()
     server.prepare()
     print(banner(settings, generated, "https" if server.ssl_adapter else "http"), flush=True)
     try:

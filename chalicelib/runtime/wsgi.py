@@ -22,31 +22,49 @@ def _json(status: int, code: str, message: str) -> tuple[int, dict[str, str], by
 
 
 class IndexedRouteMatcher(RouteMatcher):
-    """Chalice's matcher, same answers (literal segments win over captures), but routes are
-    split once and grouped by length instead of re-split on every request."""
+    """Chalice's matcher, same answers (a literal segment wins over a capture), walked as a
+    tree of path segments instead of trying every route on every request."""
+
+    _CAPTURE, _ROUTE = "{}", "{route}"
 
     def __init__(self, route_urls: list[str]) -> None:
         super().__init__(route_urls)
-        self._by_length: dict[int, list[tuple[str, list[str]]]] = {}
+        self._tree: dict = {}
         for url in self.route_urls:
-            parts = url.split("/")
-            self._by_length.setdefault(len(parts), []).append((url, parts))
+            node = self._tree
+            for part in url.split("/"):
+                node = node.setdefault(self._CAPTURE if part.startswith("{") else part, {})
+            node[self._ROUTE] = url
+
+    def _walk(self, node: dict, parts: list[str], at: int, values: list[str]) -> str | None:
+        if at == len(parts):
+            return node.get(self._ROUTE)
+        head = parts[at]
+        literal = node.get(head) if not head.startswith("{") else None
+        if literal is not None:
+            found = self._walk(literal, parts, at + 1, values)
+            if found:
+                return found
+        capture = node.get(self._CAPTURE)
+        if capture is not None and head:
+            values.append(head)
+            found = self._walk(capture, parts, at + 1, values)
+            if found:
+                return found
+            values.pop()
+        return None
 
     def match_route(self, url: str) -> MatchResult:
         path, _, query = url.partition("?")
         if path != "/" and path.endswith("/"):
             path = path[:-1]
-        parts = path.split("/")
-        for route_url, route_parts in self._by_length.get(len(parts), ()):
-            captured = {}
-            for given, expected in zip(parts, route_parts, strict=True):
-                if expected.startswith("{"):
-                    captured[expected[1:-1]] = given
-                elif given != expected:
-                    break
-            else:
-                return MatchResult(route_url, captured, parse_qs(query, keep_blank_values=True))
-        raise ValueError(f"No matching route found for: {url}")
+        values: list[str] = []
+        route = self._walk(self._tree, path.split("/"), 0, values)
+        if route is None:
+            raise ValueError(f"No matching route found for: {url}")
+        names = [part[1:-1] for part in route.split("/") if part.startswith("{")]
+        return MatchResult(route, dict(zip(names, values, strict=True)),
+                           parse_qs(query, keep_blank_values=True))
 
 
 class ChaliceWsgiApp:

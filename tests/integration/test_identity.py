@@ -12,8 +12,10 @@ from sqlalchemy import select, update
 
 from chalicelib import runtime
 from chalicelib.db.base import utcnow
-from chalicelib.db.models import Account, User
+from chalicelib.db.models import Account, ApiJob, User
 from chalicelib.db.models import Session as LoginSession
+from chalicelib.errors import Unauthenticated
+from chalicelib.identity.sessions import authenticate
 from tests.support.api import ADMIN_PASSWORD, ApiClient
 
 MIB = 1024 * 1024
@@ -187,8 +189,6 @@ def test_session_lasts_the_configured_timeout(api: ApiClient) -> None:
 
 def test_an_expired_session_is_refused(api: ApiClient) -> None:
     session = session_of(api, "admin", ADMIN_PASSWORD)
-    assert api.get("/v1/accounts", token=session["token"]).status_code == 200
-
     with runtime.current().db.session() as db:
         db.execute(update(LoginSession).where(LoginSession.uuid == session["uuid"])
                    .values(expired_date=utcnow() - timedelta(seconds=1)))
@@ -198,6 +198,16 @@ def test_an_expired_session_is_refused(api: ApiClient) -> None:
     assert "expired" in error["message"]
     # The admin client's own, unexpired session still works.
     assert api.get("/v1/accounts").status_code == 200
+
+
+def test_a_session_in_use_still_expires_on_time(api: ApiClient) -> None:
+    session = session_of(api, "admin", ADMIN_PASSWORD)
+    assert api.get("/v1/accounts", token=session["token"]).status_code == 200  # now cached
+    expiry = datetime.fromisoformat(session["expiredDate"].rstrip("Z"))
+    with runtime.current().db.session() as db:
+        assert authenticate(db, session["token"], now=expiry - timedelta(seconds=1))
+        with pytest.raises(Unauthenticated, match="expired"):
+            authenticate(db, session["token"], now=expiry + timedelta(seconds=1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,3 +533,18 @@ def test_the_password_minimum_is_a_live_config(api: ApiClient) -> None:
     api.do("PUT", f"{path}/actions/reset")
     create_account(api, "strict", "only-15-chars!!")
     session_of(api, "strict", "only-15-chars!!")
+
+
+def test_passwords_do_not_stay_in_the_job_record(api: ApiClient) -> None:
+    reply = api.request("POST", "/v1/accounts",
+                        json={"name": "wiped", "password": "a-very-secret-pass"})
+    api.wait_job(reply.json()["jobUuid"])
+    with runtime.current().db.session() as db:
+        stored = db.get(ApiJob, reply.json()["jobUuid"]).request
+    assert "a-very-secret-pass" not in stored
+    assert '"name": "wiped"' in stored
+
+
+def test_names_of_only_spaces_are_refused(api: ApiClient) -> None:
+    error = error_of(api.request("POST", "/v1/zones", json={"name": "   "}), 400)
+    assert error["details"]["field"] == "name"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -150,7 +151,8 @@ def test_serves_https_when_given_a_certificate(tmp_path):
     try:
         https = running.url.replace("http://", "https://")
         assert f"listening on {https}" in running.output()
-        reply = httpx.put(f"{https}/v1/accounts/login", verify=str(cert),
+        reply = httpx.put(f"{https}/v1/accounts/login",
+                          verify=ssl.create_default_context(cafile=str(cert)),
                           json={"accountName": "admin", "password": ADMIN_PASSWORD})
         assert reply.status_code == 200
     finally:

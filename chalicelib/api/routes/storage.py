@@ -7,7 +7,7 @@ from pydantic import Field
 
 from chalicelib.api.crud import resource_operations
 from chalicelib.api.operation import Operation
-from chalicelib.api.request import ApiRequest, CreateRequest, Description, Name, Uuid
+from chalicelib.api.request import ApiRequest, CreateRequest, Description, Name, Secret, Uuid
 from chalicelib.db.models import BackupStorage, Image, PrimaryStorage
 from chalicelib.storage import backup, images, primary
 
@@ -32,7 +32,7 @@ class AddImageStoreBackupStorageRequest(CreateRequest):
     url: Url = Field(description="Directory on the backup storage host that keeps images")
     hostname: Annotated[str, Field(min_length=1, max_length=255)]
     username: Annotated[str, Field(min_length=1, max_length=255)] = "root"
-    password: Annotated[str, Field(max_length=255)] | None = None
+    password: Secret | None = None
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
 
 
