@@ -1,17 +1,17 @@
-"""Aerie's Chalice app: the HTTP API and the job consumer. Wiring only."""
-import json
-
+"""Aerie's Chalice app: the HTTP API and the operation-queue consumer. Wiring only."""
 from chalicelib import runtime
 from chalicelib.api.chalice_app import AerieChalice, register_operations
 from chalicelib.api.jobs import run_job
 from chalicelib.api.registry import OPERATIONS, operation
+from chalicelib.ops.sqs import consume
 
 app = AerieChalice(app_name="aerie")
 
 register_operations(app, OPERATIONS, runtime.current)
 
 
-@app.on_sqs_message(queue="aerie-jobs", batch_size=1)
-def run_jobs(event):
+@app.on_sqs_message(queue="aerie-operations.fifo", batch_size=1)
+def run_operations(event):
+    # batch_size=1: the message stays in flight (its group withheld) until the job ends.
     for record in event:
-        run_job(runtime.current().db, json.loads(record.body)["jobUuid"], operation)
+        consume(record.body, lambda job_uuid: run_job(runtime.current().db, job_uuid, operation))

@@ -50,6 +50,7 @@ def resource_operations(
     kind = model.__resource__
     item = f"{path}/{{uuid}}"
     common = {"admin_only": admin_only, "resource": kind, "tags": (tag,)}
+    serialized = {"sync_on": (kind[0].lower() + kind[1:], "uuid")}
     ops = [
         Operation(f"Get{kind}", "GET", item, UuidRequest,
                   lambda ctx, r: get_visible(ctx, model, r.uuid), f"Get one {kind}", **common),
@@ -61,7 +62,8 @@ def resource_operations(
         Operation(f"Update{kind}", "PUT", item, update_request,
                   update or (lambda ctx, r: resources.update_resource(ctx, model, r.uuid,
                                                                       **r.fields("uuid"))),
-                  f"Change a {kind}'s name or description", asynchronous=True, **common),
+                  f"Change a {kind}'s name or description", asynchronous=True, **common,
+                  **serialized),
     ]
     if deletable:
         ops.append(Operation(
@@ -69,12 +71,12 @@ def resource_operations(
             lambda ctx, r: resources.delete_resource(
                 ctx, model, r.uuid, enforcing=r.delete_mode == "Enforcing"),
             f"Delete a {kind}", asynchronous=True, query_params=("deleteMode",),
-            **{**common, "resource": None},
+            **{**common, "resource": None}, **serialized,
         ))
     if has_state:
         ops.append(Operation(
             f"Change{kind}State", "PUT", f"{item}/actions/change-state", ChangeStateRequest,
             lambda ctx, r: resources.change_state(ctx, model, r.uuid, r.state_event),
-            f"Enable or disable a {kind}", asynchronous=True, **common,
+            f"Enable or disable a {kind}", asynchronous=True, **common, **serialized,
         ))
     return ops

@@ -15,6 +15,7 @@ from chalicelib.api.request import ApiRequest, parse_request
 from chalicelib.context import Caller, Context
 from chalicelib.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from chalicelib.identity.sessions import authenticate
+from chalicelib.ops.levels import level_of
 from chalicelib.runtime.base import Runtime
 
 
@@ -111,8 +112,8 @@ def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
             request = _parse(op, call)
             if not op.asynchronous:
                 return Reply(200, render_reply(op.execute(Context(db, caller), request)))
-            job_uuid = _accept_job(db, op, request, caller)
-        runtime.jobs.submit(job_uuid)
+            job_uuid, signature, level = _accept_job(db, op, request, caller)
+        runtime.jobs.submit(job_uuid, signature, level)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
         error = as_aerie_error(exc)
         return Reply(status_of(error), error_body(error))
@@ -121,9 +122,10 @@ def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
 
 
 def _accept_job(db: DbSession, op: Operation, request: ApiRequest | None,
-                caller: Caller) -> str:
+                caller: Caller) -> tuple[str, str, int]:
     # An operation that only changes the database validates by a dry run of itself;
     # one with effects outside it names its own checks.
     (op.validate or op.execute)(Context(db, caller), request)
     db.rollback()  # validation only looks: whatever it touched is discarded
-    return create_job(db, op, request, caller).uuid
+    job = create_job(db, op, request, caller)
+    return job.uuid, job.signature, level_of(db, job.signature)

@@ -1,4 +1,5 @@
-"""The async-job envelope: a mutating call becomes an ApiJob a worker runs and a client polls."""
+"""The async-job envelope: a mutating call becomes an ApiJob that waits in its operation
+queue, runs on a worker, and is polled by the client."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.api.errors import as_aerie_error
@@ -13,7 +15,7 @@ from chalicelib.api.operation import Operation
 from chalicelib.api.rendering import render_result
 from chalicelib.api.request import ApiRequest
 from chalicelib.context import Caller, Context
-from chalicelib.db.base import utcnow
+from chalicelib.db.base import new_uuid, utcnow
 from chalicelib.db.database import Database
 from chalicelib.db.inventory import wire_value
 from chalicelib.db.models import Account, ApiJob
@@ -22,21 +24,39 @@ from chalicelib.identity.ownership import get_visible
 
 log = logging.getLogger(__name__)
 
+Lookup = Callable[[str], Operation]
+
+INTERRUPTED = AerieError(
+    "the control plane stopped while this operation was running; it was rolled back where "
+    "it could be: check the resource, then submit the call again", code="Interrupted",
+)
+
 
 def create_job(db: DbSession, op: Operation, request: ApiRequest | None, caller: Caller) -> ApiJob:
     payload = request.model_dump(mode="json", by_alias=True) if request is not None else {}
-    job = ApiJob(api_name=op.name, account_uuid=caller.account_uuid, request=json.dumps(payload),
-                 resource_uuid=payload.get("uuid"))
+    job_uuid = new_uuid()
+    job = ApiJob(uuid=job_uuid, api_name=op.name, account_uuid=caller.account_uuid,
+                 request=json.dumps(payload), resource_uuid=payload.get("uuid"),
+                 signature=op.signature(request, job_uuid))
     db.add(job)
     db.flush()
     return job
 
 
-def job_view(job: ApiJob) -> dict[str, Any]:
-    return {
+def queue_position(db: DbSession, job: ApiJob) -> int:
+    """How many operations of its queue are ahead of a waiting job."""
+    return db.scalar(select(func.count()).select_from(ApiJob).where(
+        ApiJob.signature == job.signature, ApiJob.state.in_(("Waiting", "Running")),
+        ApiJob.created_at < job.created_at,
+    ))
+
+
+def job_view(job: ApiJob, position: int | None = None) -> dict[str, Any]:
+    view = {
         "uuid": job.uuid,
         "apiName": job.api_name,
         "state": job.state,
+        "signature": job.signature,
         "resourceUuid": job.resource_uuid,
         "createdAt": wire_value(job.created_at),
         "startedAt": wire_value(job.started_at),
@@ -44,10 +64,15 @@ def job_view(job: ApiJob) -> dict[str, Any]:
         "result": json.loads(job.result) if job.result else None,
         "error": json.loads(job.error) if job.error else None,
     }
+    if position is not None:
+        view["position"] = position
+    return view
 
 
 def get_job(ctx: Context, uuid: str) -> dict[str, Any]:
-    return job_view(get_visible(ctx, ApiJob, uuid))
+    job = get_visible(ctx, ApiJob, uuid)
+    position = queue_position(ctx.session, job) if job.state == "Waiting" else None
+    return job_view(job, position)
 
 
 def _caller_of(db: DbSession, job: ApiJob) -> Caller:
@@ -83,28 +108,65 @@ def _finish(database: Database, job_uuid: str, op: Operation | None, *, result: 
             job.error = json.dumps(error.to_dict())
 
 
-def run_job(database: Database, job_uuid: str,
-            lookup: Callable[[str], Operation]) -> None:
-    """Run one waiting job to its end. Its outcome, good or bad, is recorded on the job."""
+def _in_context(database: Database, job_uuid: str, op: Operation,
+                work: Callable[[Context, ApiRequest | None], Any]) -> Any:
     with database.session() as db:
         job = db.get(ApiJob, job_uuid)
-        if job is None or job.state != "Waiting":
-            return  # already taken: a redelivered submission is harmless
-        job.state, job.started_at = "Running", utcnow()
-        api_name, payload = job.api_name, json.loads(job.request)
+        request = op.request.model_validate(json.loads(job.request)) if op.request else None
+        ctx = Context(db, _caller_of(db, job))
+        outcome = work(ctx, request)
+        db.flush()
+        return render_result(outcome)
+
+
+def run_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
+    """Run one delivery of a job to its end; its outcome, good or bad, is recorded on it.
+
+    A first delivery (Waiting) runs it. A delivery that finds it Running means the process
+    that ran it died: it is failed as interrupted and handed to its rollback. A delivery of
+    a finished job is a duplicate and does nothing.
+    """
+    with database.session() as db:
+        job = db.get(ApiJob, job_uuid)
+        if job is None or job.state not in ("Waiting", "Running"):
+            return
+        interrupted = job.state == "Running"
+        if not interrupted:
+            job.state, job.started_at = "Running", utcnow()
+        api_name = job.api_name
+    if interrupted:
+        interrupt_job(database, job_uuid, lookup)
+        return
     op = None
     try:
         op = lookup(api_name)
-        with database.session() as db:
-            caller = _caller_of(db, db.get(ApiJob, job_uuid))
-            request = op.request.model_validate(payload) if op.request else None
-            ctx = Context(db, caller)
+
+        def work(ctx: Context, request: ApiRequest | None) -> Any:
             if op.validate is not None:
                 op.validate(ctx, request)
-            outcome = op.execute(ctx, request)
-            db.flush()
-            result = render_result(outcome)
+            return op.execute(ctx, request)
+
+        result = _in_context(database, job_uuid, op, work)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         _finish(database, job_uuid, op, error=as_aerie_error(exc))
         return
     _finish(database, job_uuid, op, result=result)
+
+
+def interrupt_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
+    """Fail a job whose run was cut off, after giving its operation the chance to undo."""
+    op = lookup(_api_name_of(database, job_uuid))
+    error = INTERRUPTED
+    if op.on_interrupted is not None:
+        try:
+            _in_context(database, job_uuid, op, op.on_interrupted)
+        except Exception as exc:  # noqa: BLE001 - recorded on the job
+            failure = as_aerie_error(exc)
+            error = AerieError(f"{INTERRUPTED.message}; its rollback failed too: "
+                               f"{failure.message}", code="Interrupted")
+    _finish(database, job_uuid, op, error=error)
+
+
+def _api_name_of(database: Database, job_uuid: str) -> str:
+    with database.session() as db:
+        return db.get(ApiJob, job_uuid).api_name

@@ -32,6 +32,17 @@ class Operation:
     returns_list: bool = False
     query_params: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # The operation queue an asynchronous call waits in: ("zone", "uuid") serializes on
+    # zone:<the request's uuid>. Without it the call has a queue of its own (job:<job uuid>).
+    sync_on: tuple[str, str] | None = None
+    # Undoes what an interrupted run (the process died mid-way) may have left behind.
+    on_interrupted: Runner | None = None
+
+    def signature(self, request: ApiRequest | None, job_uuid: str) -> str:
+        if self.sync_on is None or request is None:
+            return f"job:{job_uuid}"
+        kind, field_name = self.sync_on
+        return f"{kind}:{getattr(request, field_name)}"
 
     @property
     def path_params(self) -> list[str]:

@@ -7,8 +7,9 @@ from chalicelib.db.database import Database
 
 
 class JobRunner(Protocol):
-    def submit(self, job_uuid: str) -> None:
-        """Run the job soon, on some worker; never lose it once this returns."""
+    def submit(self, job_uuid: str, signature: str, level: int) -> None:
+        """Queue the (already persisted) job behind the others of its signature; it starts
+        in submission order, with at most ``level`` of the signature running at once."""
 
 
 class Runtime(Protocol):

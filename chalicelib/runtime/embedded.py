@@ -1,63 +1,63 @@
-"""The embedded runtime: one process, jobs on an in-process worker pool."""
+"""The embedded runtime: one process; jobs wait in the in-process operation queue and run on
+its worker pool. The jobs table makes the queue durable across a crash."""
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from chalicelib.api.jobs import run_job
+from chalicelib.api.jobs import interrupt_job, run_job
 from chalicelib.api.registry import operation
-from chalicelib.db.base import utcnow
 from chalicelib.db.database import Database
 from chalicelib.db.models import ApiJob
+from chalicelib.ops import Release, Ticket
+from chalicelib.ops.levels import level_of
+from chalicelib.ops.local import LocalQueue
 from chalicelib.settings import Settings
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = (
-    '{"code": "Interrupted", "message": "the control plane stopped while this job was running; '
-    'check the resource and submit the call again"}'
-)
 
-
-class ThreadPoolJobRunner:
+class QueuedJobRunner:
     def __init__(self, db: Database, workers: int) -> None:
         self._db = db
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aerie-job")
+        self.queue = LocalQueue(workers)
 
-    def submit(self, job_uuid: str) -> None:
-        self._pool.submit(self._run, job_uuid)
+    def submit(self, job_uuid: str, signature: str, level: int) -> None:
+        self.queue.submit(Ticket(job_uuid, signature, level,
+                                 lambda release: self._run(job_uuid, release)))
 
-    def _run(self, job_uuid: str) -> None:
+    def _run(self, job_uuid: str, release: Release) -> None:
         try:
             run_job(self._db, job_uuid, operation)
-        except Exception:  # a worker must outlive any job, even one whose bookkeeping failed
-            log.exception("job %s could not be run", job_uuid)
+        finally:
+            release()
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self.queue.shutdown()
 
 
 class EmbeddedRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.db_url)
-        self.jobs = ThreadPoolJobRunner(self.db, settings.job_workers)
+        self.jobs = QueuedJobRunner(self.db, settings.job_workers)
 
-    def resume_jobs(self) -> int:
-        """After a restart: jobs that were running are failed, waiting ones are run."""
+    def resume_jobs(self) -> tuple[int, int]:
+        """After a restart: jobs cut off mid-run are failed and rolled back; waiting ones are
+        queued again in their original order. Returns (interrupted, requeued)."""
         with self.db.session() as session:
-            session.execute(
-                update(ApiJob).where(ApiJob.state == "Running")
-                .values(state="Failed", error=INTERRUPTED, finished_at=utcnow())
-            )
-            waiting = list(session.scalars(
-                select(ApiJob.uuid).where(ApiJob.state == "Waiting").order_by(ApiJob.created_at)
-            ))
-        for job_uuid in waiting:
-            self.jobs.submit(job_uuid)
-        return len(waiting)
+            running = list(session.scalars(
+                select(ApiJob.uuid).where(ApiJob.state == "Running")))
+            waiting = list(session.execute(
+                select(ApiJob.uuid, ApiJob.signature).where(ApiJob.state == "Waiting")
+                .order_by(ApiJob.created_at, ApiJob.uuid)))
+            levels = {sig: level_of(session, sig) for sig in {w.signature for w in waiting}}
+        for job_uuid in running:
+            interrupt_job(self.db, job_uuid, operation)
+        for job_uuid, signature in waiting:
+            self.jobs.submit(job_uuid, signature, levels[signature])
+        return len(running), len(waiting)
 
     def close(self) -> None:
         self.jobs.shutdown()

@@ -61,9 +61,10 @@ def serve(settings: Settings) -> int:
     embedded = EmbeddedRuntime(settings)
     generated = prepare_database(embedded.db, settings.admin_password)
     runtime.install(embedded)
-    resumed = embedded.resume_jobs()
-    if resumed:
-        log.info("resumed %d waiting jobs", resumed)
+    interrupted, requeued = embedded.resume_jobs()
+    if interrupted or requeued:
+        log.info("after restart: %d interrupted jobs failed and rolled back, %d waiting jobs "
+                 "queued again", interrupted, requeued)
 
     import app as chalice_app  # the very module Lambda loads
 

@@ -20,7 +20,8 @@ def aws(db_url, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
-        queue_url = boto3.client("sqs").create_queue(QueueName="aerie-jobs")["QueueUrl"]
+        queue_url = boto3.client("sqs").create_queue(
+            QueueName="aerie-operations.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
         settings = Settings.from_env({"AERIE_DB_URL": db_url, "AERIE_RUNTIME": "aws",
                                       "AERIE_JOBS_QUEUE_URL": queue_url,
                                       "AERIE_VAR_DIR": str(tmp_path)})
@@ -48,8 +49,8 @@ def test_job_travels_through_sqs_to_the_consumer_lambda(aws):
         assert len(bodies) == 1
         with Client(chalice_app.app) as lambdas:
             event = lambdas.events.generate_sqs_event(message_bodies=bodies,
-                                                      queue_name="aerie-jobs")
-            lambdas.lambda_.invoke("run_jobs", event)
+                                                      queue_name="aerie-operations.fifo")
+            lambdas.lambda_.invoke("run_operations", event)
 
         job = api.get(f"/v1/api-jobs/{job_uuid}").json()
         assert job["state"] == "Succeeded", job

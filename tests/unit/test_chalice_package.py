@@ -23,9 +23,9 @@ def test_chalice_package_emits_the_api_and_the_job_consumer(tmp_path):
     resources = template["Resources"]
     functions = {name: r for name, r in resources.items()
                  if r["Type"] == "AWS::Serverless::Function"}
-    assert "APIHandler" in functions and "RunJobs" in functions
+    assert "APIHandler" in functions and "RunOperations" in functions
     assert "RestAPI" in resources
-    events = functions["RunJobs"]["Properties"]["Events"]
+    events = functions["RunOperations"]["Properties"]["Events"]
     assert any(e["Type"] == "SQS" for e in events.values())
     paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     assert "/v1/zones/{uuid}" in paths and "/v1/api-jobs/{uuid}" in paths

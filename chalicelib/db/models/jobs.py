@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, Text
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chalicelib.db.base import Base, fk_column, utcnow, uuid_column
@@ -16,12 +16,15 @@ class ApiJob(Base):
     __tablename__ = "api_jobs"
     __resource__ = "ApiJob"
     __hidden_fields__ = frozenset({"request"})
+    __table_args__ = (Index("ix_api_jobs_signature_state", "signature", "state", "created_at"),)
 
     uuid: Mapped[str] = uuid_column()
     api_name: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     state: Mapped[str] = mapped_column(String(32), nullable=False, default="Waiting", index=True)
     account_uuid: Mapped[str] = fk_column("accounts.uuid")
     resource_uuid: Mapped[str | None] = mapped_column(String(32), index=True)
+    # The operation queue it waits in (vm:<uuid>, host:<uuid>, job:<its own uuid> ...).
+    signature: Mapped[str] = mapped_column(String(255), nullable=False, default="")
     request: Mapped[str] = mapped_column(Text, nullable=False)  # validated request, JSON
     result: Mapped[str | None] = mapped_column(Text)  # JSON
     error: Mapped[str | None] = mapped_column(Text)  # JSON {"code", "message", "details"}

@@ -1,0 +1,89 @@
+"""The embedded operation queue: in-process, one FIFO per signature, a shared worker pool.
+
+Durability is not kept here but in the jobs table: the API persists a job before it hands
+the ticket to this queue, and the runtime re-submits waiting jobs after a restart.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+
+from chalicelib.ops.ticket import Ticket
+
+log = logging.getLogger(__name__)
+
+RECENT_IDS = 100_000  # how many finished ids are remembered to drop late duplicates
+
+
+class _Signature:
+    __slots__ = ("running", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: deque[Ticket] = deque()
+        self.running = 0
+
+
+class LocalQueue:
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aerie-op")
+        self._lock = threading.Lock()
+        self._signatures: dict[str, _Signature] = {}
+        self._known: OrderedDict[str, None] = OrderedDict()
+
+    def submit(self, ticket: Ticket) -> bool:
+        """Queue the ticket; False (and nothing queued) if its id was seen already."""
+        with self._lock:
+            if ticket.id in self._known:
+                return False
+            self._known[ticket.id] = None
+            if len(self._known) > RECENT_IDS:
+                self._known.popitem(last=False)
+            state = self._signatures.setdefault(ticket.signature, _Signature())
+            state.waiting.append(ticket)
+            ready = self._take(state)
+        for next_ticket in ready:
+            self._pool.submit(self._run, next_ticket)
+        return True
+
+    def _take(self, state: _Signature) -> list[Ticket]:
+        """Tickets that may start now, in order; called with the lock held."""
+        ready = []
+        while state.waiting and state.running < state.waiting[0].level:
+            ready.append(state.waiting.popleft())
+            state.running += 1
+        return ready
+
+    def _run(self, ticket: Ticket) -> None:
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            self._release(ticket.signature)
+
+        try:
+            ticket.run(release)
+        except Exception:  # an operation's failure must not wedge its signature
+            log.exception("operation %s on %s raised", ticket.id, ticket.signature)
+            release()
+
+    def _release(self, signature: str) -> None:
+        with self._lock:
+            state = self._signatures[signature]
+            state.running -= 1
+            ready = self._take(state)
+            if not state.waiting and not state.running:
+                del self._signatures[signature]
+        for ticket in ready:
+            self._pool.submit(self._run, ticket)
+
+    def waiting(self, signature: str) -> int:
+        with self._lock:
+            state = self._signatures.get(signature)
+            return len(state.waiting) if state else 0
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
