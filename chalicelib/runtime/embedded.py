@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy import select
 
-from chalicelib.api.jobs import interrupt_job, run_job
+from chalicelib.api.jobs import Lookup, interrupt_job, run_job
 from chalicelib.api.registry import operation
 from chalicelib.db.database import Database
 from chalicelib.db.models import ApiJob
@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 class QueuedJobRunner:
-    def __init__(self, db: Database, workers: int) -> None:
+    def __init__(self, db: Database, workers: int, lookup: Lookup) -> None:
         self._db = db
+        self._lookup = lookup
         self.queue = LocalQueue(workers)
 
     def submit(self, job_uuid: str, signature: str, level: int) -> None:
@@ -29,7 +30,7 @@ class QueuedJobRunner:
 
     def _run(self, job_uuid: str, release: Release) -> None:
         try:
-            run_job(self._db, job_uuid, operation)
+            run_job(self._db, job_uuid, self._lookup)
         finally:
             release()
 
@@ -38,10 +39,11 @@ class QueuedJobRunner:
 
 
 class EmbeddedRuntime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, lookup: Lookup = operation) -> None:
         self.settings = settings
         self.db = Database(settings.db_url)
-        self.jobs = QueuedJobRunner(self.db, settings.job_workers)
+        self._lookup = lookup
+        self.jobs = QueuedJobRunner(self.db, settings.job_workers, lookup)
 
     def resume_jobs(self) -> tuple[int, int]:
         """After a restart: jobs cut off mid-run are failed and rolled back; waiting ones are
@@ -54,7 +56,7 @@ class EmbeddedRuntime:
                 .order_by(ApiJob.created_at, ApiJob.uuid)))
             levels = {sig: level_of(session, sig) for sig in {w.signature for w in waiting}}
         for job_uuid in running:
-            interrupt_job(self.db, job_uuid, operation)
+            interrupt_job(self.db, job_uuid, self._lookup)
         for job_uuid, signature in waiting:
             self.jobs.submit(job_uuid, signature, levels[signature])
         return len(running), len(waiting)
