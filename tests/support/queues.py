@@ -78,6 +78,12 @@ class SqsHarness:
         )["QueueUrl"]
         self.queue = SqsFifoQueue(self.sqs, self.url)
         self.bodies: dict[str, Callable[[], None]] = {}
+        # moto's in-process SQS is not safe under concurrent calls (a real SQS is): one call
+        # at a time keeps its FIFO bookkeeping honest. The operations still run in parallel.
+        self.sqs_lock = threading.Lock()
+        # In production a redelivered or re-sent operation is recognised by its job's state
+        # (Waiting → Running happens once); this set plays that part.
+        self.claimed: set[str] = set()
         self.stop = threading.Event()
         self.consumers = [threading.Thread(target=self._consume, daemon=True)
                           for _ in range(workers)]
@@ -86,15 +92,25 @@ class SqsHarness:
 
     def submit(self, op_id: str, signature: str, level: int, body: Callable[[], None]) -> None:
         self.bodies.setdefault(op_id, body)
-        self.queue.submit(op_id, signature, level)
+        with self.sqs_lock:
+            self.queue.submit(op_id, signature, level)
+
+    def _run_once(self, op_id: str) -> None:
+        with self.sqs_lock:
+            if op_id in self.claimed:
+                return
+            self.claimed.add(op_id)
+        self.bodies[op_id]()
 
     def _consume(self) -> None:
         while not self.stop.is_set():
-            reply = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1)
+            with self.sqs_lock:
+                reply = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1)
             for message in reply.get("Messages", []):
-                consume(message["Body"], lambda op_id: self.bodies[op_id]())
-                self.sqs.delete_message(QueueUrl=self.url,
-                                        ReceiptHandle=message["ReceiptHandle"])
+                consume(message["Body"], self._run_once)
+                with self.sqs_lock:
+                    self.sqs.delete_message(QueueUrl=self.url,
+                                            ReceiptHandle=message["ReceiptHandle"])
             if not reply.get("Messages"):
                 time.sleep(0.002)
 
