@@ -7,11 +7,19 @@ from functools import cache
 
 from chalicelib.api.openapi import openapi_document
 from chalicelib.api.operation import Operation
-from chalicelib.api.routes import compute, globalconfig, identity, meta, network, storage
+from chalicelib.api.routes import (
+    compute,
+    globalconfig,
+    identity,
+    meta,
+    metrics,
+    network,
+    storage,
+)
 
 OPERATIONS: list[Operation] = [
-    *meta.OPERATIONS, *identity.OPERATIONS, *globalconfig.OPERATIONS, *compute.OPERATIONS,
-    *storage.OPERATIONS, *network.OPERATIONS,
+    *meta.OPERATIONS, *metrics.OPERATIONS, *identity.OPERATIONS, *globalconfig.OPERATIONS,
+    *compute.OPERATIONS, *storage.OPERATIONS, *network.OPERATIONS,
 ]
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}

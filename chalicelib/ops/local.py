@@ -43,9 +43,15 @@ class LocalQueue:
             state = self._signatures.setdefault(ticket.signature, _Signature())
             state.waiting.append(ticket)
             ready = self._take(state)
-        for next_ticket in ready:
-            self._pool.submit(self._run, next_ticket)
+        self._start(ready)
         return True
+
+    def _start(self, tickets: list[Ticket]) -> None:
+        for ticket in tickets:
+            try:
+                self._pool.submit(self._run, ticket)
+            except RuntimeError:  # shutting down: the jobs table still holds it as Waiting
+                log.info("not starting %s: the queue is shutting down", ticket.id)
 
     def _take(self, state: _Signature) -> list[Ticket]:
         """Tickets that may start now, in order; called with the lock held."""
@@ -77,8 +83,7 @@ class LocalQueue:
             ready = self._take(state)
             if not state.waiting and not state.running:
                 del self._signatures[signature]
-        for ticket in ready:
-            self._pool.submit(self._run, ticket)
+        self._start(ready)
 
     def waiting(self, signature: str) -> int:
         with self._lock:

@@ -56,3 +56,51 @@ def test_job_travels_through_sqs_to_the_consumer_lambda(aws):
         assert job["state"] == "Succeeded", job
         assert api.get(f"/v1/zones/{job['result']['uuid']}").json()["inventory"]["name"] == \
             "via-sqs"
+
+
+def _deliver(chalice_app, bodies):
+    with Client(chalice_app.app) as lambdas:
+        event = lambdas.events.generate_sqs_event(message_bodies=bodies,
+                                                  queue_name="aerie-operations.fifo")
+        lambdas.lambda_.invoke("run_operations", event)
+
+
+def test_a_redelivery_after_the_consumer_died_fails_the_job_as_interrupted(aws):
+    import app as chalice_app
+    from chalicelib.db.models import ApiJob
+
+    with httpx.Client(transport=httpx.WSGITransport(app=ChaliceWsgiApp(chalice_app.app)),
+                      base_url="http://aerie") as http:
+        api = ApiClient(http)
+        api.login()
+        job_uuid = api.request("POST", "/v1/zones", json={"name": "cut-off"}).json()["jobUuid"]
+        message = boto3.client("sqs").receive_message(QueueUrl=aws)["Messages"][0]
+        # The Lambda that took it died mid-run: the job says Running, the message comes back.
+        with runtime.current().db.session() as db:
+            db.get(ApiJob, job_uuid).state = "Running"
+        _deliver(chalice_app, [message["Body"]])
+        job = api.get(f"/v1/api-jobs/{job_uuid}").json()
+        assert job["state"] == "Failed" and job["error"]["code"] == "Interrupted"
+        # A further duplicate delivery changes nothing.
+        _deliver(chalice_app, [message["Body"]])
+        assert api.get(f"/v1/api-jobs/{job_uuid}").json()["finishedAt"] == job["finishedAt"]
+
+
+def test_a_level_n_signature_spreads_over_n_message_groups(aws):
+    from chalicelib.ops.sqs import SqsFifoQueue
+
+    sqs = boto3.client("sqs")
+    queue = SqsFifoQueue(sqs, aws)
+    for n in range(40):
+        queue.submit(f"op-{n}", "host:h1", 4)
+    queue.submit("op-0", "host:h1", 4)  # a re-send within the dedup window is dropped
+    groups = set()
+    seen = 0
+    while batch := sqs.receive_message(QueueUrl=aws, MaxNumberOfMessages=10,
+                                       AttributeNames=["MessageGroupId"]).get("Messages"):
+        for message in batch:
+            groups.add(message["Attributes"]["MessageGroupId"])
+            seen += 1
+            sqs.delete_message(QueueUrl=aws, ReceiptHandle=message["ReceiptHandle"])
+    assert groups == {f"host:h1#{k}" for k in range(4)}
+    assert seen == 40

@@ -1,0 +1,126 @@
+"""API jobs wait in their operation queue: the signature and position show while they wait,
+levels follow global configs, metrics show the queue, and a restart loses nothing."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from chalicelib.api.crud import UuidRequest
+from chalicelib.api.operation import Operation
+from chalicelib.db.base import utcnow
+from chalicelib.db.models import Account, ApiJob
+from chalicelib.ops import Ticket
+from chalicelib.ops.levels import level_of
+from chalicelib.runtime.embedded import EmbeddedRuntime
+from chalicelib.settings import Settings
+
+
+def _zone(api) -> str:
+    return api.do("POST", "/v1/zones", {"name": "queued-zone"})["uuid"]
+
+
+def test_waiting_jobs_show_their_queue_and_position_then_run_in_order(api, control_plane):
+    zone = _zone(api)
+    gate = threading.Event()
+
+    def hold(release):
+        gate.wait(10)
+        release()
+
+    # Something else holds the zone's only slot, as a long operation on it would.
+    control_plane.jobs.queue.submit(Ticket("holder", f"zone:{zone}", 1, hold))
+    try:
+        jobs = [api.request("PUT", f"/v1/zones/{zone}", json={"description": f"d{n}"})
+                .json()["jobUuid"] for n in range(3)]
+        views = [api.get(f"/v1/api-jobs/{job}").json() for job in jobs]
+        assert [v["state"] for v in views] == ["Waiting"] * 3
+        assert {v["signature"] for v in views} == {f"zone:{zone}"}
+        assert [v["position"] for v in views] == [0, 1, 2]
+        metrics = api.get("/v1/metrics").json()["operations"]["UpdateZone"]
+        assert metrics["queued"] == 3 and metrics["completed"] == 0
+    finally:
+        gate.set()
+    finished = [api.wait_job(job) for job in jobs]
+    assert [f["state"] for f in finished] == ["Succeeded"] * 3
+    starts = [f["startedAt"] for f in finished]
+    assert starts == sorted(starts)
+    assert api.get(f"/v1/zones/{zone}").json()["inventory"]["description"] == "d2"
+    metrics = api.get("/v1/metrics").json()["operations"]["UpdateZone"]
+    assert metrics["completed"] == 3 and metrics["queued"] == 0
+    assert metrics["maxWaitSeconds"] >= metrics["meanWaitSeconds"] > 0
+    assert metrics["maxSeconds"] >= metrics["meanSeconds"] >= 0
+
+
+def test_creating_calls_do_not_queue_behind_each_other(api):
+    job = api.submit("POST", "/v1/zones", {"name": "own-queue"})
+    assert job["signature"] == f"job:{job['uuid']}"
+
+
+def test_levels_come_from_global_configs_changed_at_runtime(api, control_plane):
+    with control_plane.db.session() as session:
+        assert level_of(session, "host:h1") == 10
+        assert level_of(session, "vm:v1") == 1
+        assert level_of(session, "zone:z1") == 1
+    api.do("PUT", "/v1/global-configurations/kvm/host.syncLevel", {"value": 3})
+    with control_plane.db.session() as session:
+        assert level_of(session, "host:h1") == 3
+    refused = api.request("PUT", "/v1/global-configurations/kvm/host.syncLevel",
+                          json={"value": 0})
+    assert refused.status_code == 400
+
+
+def test_metrics_are_for_admins(api):
+    api.do("POST", "/v1/accounts", {"name": "tenant", "password": "tenant-password"})
+    api.login("tenant", "tenant-password")
+    assert api.get("/v1/metrics").status_code == 403
+
+
+def _dummy_operation(calls: list) -> Operation:
+    def run(ctx, request):
+        calls.append(("run", request.uuid))
+        return {"uuid": request.uuid}
+
+    def undo(ctx, request):
+        calls.append(("rollback", request.uuid))
+
+    return Operation("Dummy", "PUT", "/dummy/{uuid}", UuidRequest, run, "test operation",
+                     asynchronous=True, on_interrupted=undo)
+
+
+def test_restart_fails_the_interrupted_job_hands_it_to_rollback_and_runs_the_rest(
+        db_url, tmp_path):
+    calls: list = []
+    dummy = _dummy_operation(calls)
+    runtime = EmbeddedRuntime(Settings.from_env({"AERIE_DB_URL": db_url,
+                                                 "AERIE_VAR_DIR": str(tmp_path)}),
+                              lookup=lambda name: dummy)
+    try:
+        with runtime.db.session() as session:
+            admin = session.query(Account).filter_by(name="admin").one()
+            rows = [ApiJob(api_name="Dummy", account_uuid=admin.uuid, signature="vm:1",
+                           request=json.dumps({"uuid": f"{n:032x}"}),
+                           state="Running" if n == 0 else "Waiting") for n in range(4)]
+            now = utcnow().replace(microsecond=0)
+            for n, row in enumerate(rows):
+                row.created_at = now.replace(microsecond=n)
+                session.add(row)
+            session.flush()
+            uuids = [row.uuid for row in rows]
+
+        interrupted, requeued = runtime.resume_jobs()
+        assert (interrupted, requeued) == (1, 3)
+        deadline = time.monotonic() + 20
+        while True:
+            with runtime.db.session() as session:
+                jobs = [session.get(ApiJob, uuid) for uuid in uuids]
+            if all(j.state in ("Succeeded", "Failed") for j in jobs):
+                break
+            assert time.monotonic() < deadline, [j.state for j in jobs]
+            time.sleep(0.01)
+        assert [j.state for j in jobs] == ["Failed", "Succeeded", "Succeeded", "Succeeded"]
+        assert json.loads(jobs[0].error)["code"] == "Interrupted"
+        assert calls[0] == ("rollback", f"{0:032x}")
+        assert calls[1:] == [("run", f"{n:032x}") for n in (1, 2, 3)]
+    finally:
+        runtime.close()
