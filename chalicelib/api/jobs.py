@@ -92,31 +92,42 @@ def _wipe_secrets(job: ApiJob, op: Operation | None) -> None:
                                   for k, v in payload.items()})
 
 
-def _finish(database: Database, job_uuid: str, op: Operation | None, *, result: Any = None,
-            error: AerieError | None = None) -> None:
+def _record_outcome(job: ApiJob, op: Operation | None, *, result: Any = None,
+                    error: AerieError | None = None) -> None:
+    job.finished_at = utcnow()
+    _wipe_secrets(job, op)
+    if error is None:
+        job.state = "Succeeded"
+        job.result = json.dumps(result)
+        if isinstance(result, dict) and result.get("uuid"):
+            job.resource_uuid = result["uuid"]
+    else:
+        job.state = "Failed"
+        job.error = json.dumps(error.to_dict())
+
+
+def _finish(database: Database, job_uuid: str, op: Operation | None, *,
+            error: AerieError) -> None:
     with database.session() as db:
-        job = db.get(ApiJob, job_uuid)
-        job.finished_at = utcnow()
-        _wipe_secrets(job, op)
-        if error is None:
-            job.state = "Succeeded"
-            job.result = json.dumps(result)
-            if isinstance(result, dict) and result.get("uuid"):
-                job.resource_uuid = result["uuid"]
-        else:
-            job.state = "Failed"
-            job.error = json.dumps(error.to_dict())
+        _record_outcome(db.get(ApiJob, job_uuid), op, error=error)
 
 
 def _in_context(database: Database, job_uuid: str, op: Operation,
-                work: Callable[[Context, ApiRequest | None], Any]) -> Any:
+                work: Callable[[Context, ApiRequest | None], Any]) -> None:
+    """Do the work and record its success in one transaction: the outcome and its effects
+    commit together or not at all."""
     with database.session() as db:
-        job = db.get(ApiJob, job_uuid)
-        request = op.request.model_validate(json.loads(job.request)) if op.request else None
-        ctx = Context(db, _caller_of(db, job))
+        job, ctx, request = _job_context(db, job_uuid, op)
         outcome = work(ctx, request)
         db.flush()
-        return render_result(outcome)
+        _record_outcome(job, op, result=render_result(outcome))
+
+
+def _job_context(db: DbSession, job_uuid: str,
+                 op: Operation) -> tuple[ApiJob, Context, ApiRequest | None]:
+    job = db.get(ApiJob, job_uuid)
+    request = op.request.model_validate(json.loads(job.request)) if op.request else None
+    return job, Context(db, _caller_of(db, job)), request
 
 
 def run_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
@@ -146,11 +157,9 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
                 op.validate(ctx, request)
             return op.execute(ctx, request)
 
-        result = _in_context(database, job_uuid, op, work)
+        _in_context(database, job_uuid, op, work)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         _finish(database, job_uuid, op, error=as_aerie_error(exc))
-        return
-    _finish(database, job_uuid, op, result=result)
 
 
 def interrupt_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
@@ -159,7 +168,9 @@ def interrupt_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
     error = INTERRUPTED
     if op.on_interrupted is not None:
         try:
-            _in_context(database, job_uuid, op, op.on_interrupted)
+            with database.session() as db:
+                _, ctx, request = _job_context(db, job_uuid, op)
+                op.on_interrupted(ctx, request)
         except Exception as exc:  # noqa: BLE001 - recorded on the job
             failure = as_aerie_error(exc)
             error = AerieError(f"{INTERRUPTED.message}; its rollback failed too: "
