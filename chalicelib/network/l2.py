@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from chalicelib.attachments import attach, detach, require_same_zone
+from chalicelib.attachments import Attachment, require_same_zone
 from chalicelib.context import Context
 from chalicelib.db.models import Cluster, L2Network, L2NetworkClusterRef, Zone
 from chalicelib.errors import Conflict
@@ -30,16 +30,11 @@ def create_l2_network(ctx: Context, *, type: str, zone_uuid: str, name: str,
     ))
 
 
-def _pair(ctx: Context, l2_network_uuid: str, cluster_uuid: str):
-    network = get_visible(ctx, L2Network, l2_network_uuid, field="l2NetworkUuid")
-    cluster = get_visible(ctx, Cluster, cluster_uuid, field="clusterUuid")
-    return network, cluster
+CLUSTERS = Attachment(L2NetworkClusterRef, L2Network, "l2NetworkUuid", Cluster, "clusterUuid")
 
 
-def attach_to_cluster(ctx: Context, l2_network_uuid: str, cluster_uuid: str) -> L2Network:
-    network, cluster = _pair(ctx, l2_network_uuid, cluster_uuid)
-    require_same_zone(network, cluster)
-    # Two L2 networks cannot claim the same wire on one cluster's hosts.
+def _one_network_per_wire(network: L2Network, cluster: Cluster) -> None:
+    """Two L2 networks cannot claim the same wire on one cluster's hosts."""
     for other in cluster.l2_networks:
         if (other.physical_interface, other.vlan) == (network.physical_interface, network.vlan) \
                 and other.uuid != network.uuid:
@@ -49,13 +44,12 @@ def attach_to_cluster(ctx: Context, l2_network_uuid: str, cluster_uuid: str) -> 
                 f"{what}{network.physical_interface}",
                 details={"conflictingL2NetworkUuid": other.uuid},
             )
-    attach(ctx, L2NetworkClusterRef, network, cluster)
-    ctx.session.refresh(network)
-    return network
+
+
+def attach_to_cluster(ctx: Context, l2_network_uuid: str, cluster_uuid: str) -> L2Network:
+    return CLUSTERS.attach(ctx, l2_network_uuid, cluster_uuid, require_same_zone,
+                           _one_network_per_wire)
 
 
 def detach_from_cluster(ctx: Context, l2_network_uuid: str, cluster_uuid: str) -> L2Network:
-    network, cluster = _pair(ctx, l2_network_uuid, cluster_uuid)
-    detach(ctx, L2NetworkClusterRef, network, cluster)
-    ctx.session.refresh(network)
-    return network
+    return CLUSTERS.detach(ctx, l2_network_uuid, cluster_uuid)

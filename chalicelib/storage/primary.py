@@ -1,7 +1,7 @@
 """Primary storage holds volumes; it serves the clusters it is attached to."""
 from __future__ import annotations
 
-from chalicelib.attachments import attach, detach, require_same_zone
+from chalicelib.attachments import Attachment, require_same_zone
 from chalicelib.context import Context
 from chalicelib.db.models import Cluster, PrimaryStorage, PrimaryStorageClusterRef, Zone
 from chalicelib.errors import InvalidArgument
@@ -28,23 +28,14 @@ def add_primary_storage(ctx: Context, *, type: str, zone_uuid: str, name: str, u
                                             description=description, mount_path=url))
 
 
-def _pair(ctx: Context, primary_storage_uuid: str, cluster_uuid: str):
-    storage = get_visible(ctx, PrimaryStorage, primary_storage_uuid, field="primaryStorageUuid")
-    cluster = get_visible(ctx, Cluster, cluster_uuid, field="clusterUuid")
-    return storage, cluster
+CLUSTERS = Attachment(PrimaryStorageClusterRef, PrimaryStorage, "primaryStorageUuid", Cluster,
+                      "clusterUuid")
 
 
 def attach_to_cluster(ctx: Context, primary_storage_uuid: str, cluster_uuid: str) -> PrimaryStorage:
-    storage, cluster = _pair(ctx, primary_storage_uuid, cluster_uuid)
-    require_same_zone(storage, cluster)
-    attach(ctx, PrimaryStorageClusterRef, storage, cluster)
-    ctx.session.refresh(storage)
-    return storage
+    return CLUSTERS.attach(ctx, primary_storage_uuid, cluster_uuid, require_same_zone)
 
 
 def detach_from_cluster(ctx: Context, primary_storage_uuid: str,
                         cluster_uuid: str) -> PrimaryStorage:
-    storage, cluster = _pair(ctx, primary_storage_uuid, cluster_uuid)
-    detach(ctx, PrimaryStorageClusterRef, storage, cluster)
-    ctx.session.refresh(storage)
-    return storage
+    return CLUSTERS.detach(ctx, primary_storage_uuid, cluster_uuid)
