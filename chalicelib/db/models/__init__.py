@@ -1,4 +1,5 @@
 """Every SQLAlchemy model, one module per service. Importing this package registers them all."""
+from chalicelib.db.models.agents import AgentCommand
 from chalicelib.db.models.compute import VmInstance, VmNic, Volume, VolumeSnapshot
 from chalicelib.db.models.config import GlobalConfig
 from chalicelib.db.models.datacenter import Cluster, Host, Zone
@@ -32,7 +33,7 @@ from chalicelib.db.models.storage import (
 from chalicelib.db.models.tags import SystemTag, UserTag
 
 __all__ = [
-    "Account", "ApiJob", "BackupStorage", "BackupStorageZoneRef", "Cluster", "DiskOffering",
+    "Account", "AgentCommand", "ApiJob", "BackupStorage", "BackupStorageZoneRef", "Cluster", "DiskOffering",
     "Eip", "GlobalConfig", "Host", "Image", "ImageBackupStorageRef", "InstanceOffering",
     "IpRange", "L2Network", "L2NetworkClusterRef", "L3Network", "L3NetworkDns",
     "PrimaryStorage", "PrimaryStorageClusterRef", "SecurityGroup", "SecurityGroupL3NetworkRef",

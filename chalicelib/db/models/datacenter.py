@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chalicelib.db.base import Base, Resource, fk_column
+from chalicelib.db.types import UtcDateTime
 
 if TYPE_CHECKING:
     from chalicelib.db.models.compute import VmInstance
@@ -63,6 +66,7 @@ class Cluster(Resource, Base):
 class Host(Resource, Base):
     __tablename__ = "hosts"
     __resource__ = "Host"
+    __hidden_fields__ = frozenset({"tokenHash", "sshPassword"})
     __dependents__ = ("vm_instances",)
 
     zone_uuid: Mapped[str] = fk_column("zones.uuid")
@@ -79,6 +83,18 @@ class Host(Resource, Base):
     available_cpu_capacity: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     total_memory_capacity: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     available_memory_capacity: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # The agent: how it authenticates (sha256 of its token), how to reach it over ssh, what it
+    # last said about the machine, and when.
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    ssh_username: Mapped[str | None] = mapped_column(String(255))
+    ssh_password: Mapped[str | None] = mapped_column(String(255))
+    ssh_port: Mapped[int] = mapped_column(Integer, nullable=False, default=22)
+    os_version: Mapped[str | None] = mapped_column(String(255))
+    kernel_version: Mapped[str | None] = mapped_column(String(255))
+    libvirt_version: Mapped[str | None] = mapped_column(String(64))
+    qemu_version: Mapped[str | None] = mapped_column(String(64))
+    last_report_date: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    stranger_vm_uuids: Mapped[str | None] = mapped_column(Text)  # JSON list, unknown VMs seen
 
     zone: Mapped[Zone] = relationship(back_populates="hosts")
     cluster: Mapped[Cluster] = relationship(back_populates="hosts")
