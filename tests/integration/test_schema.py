@@ -27,6 +27,6 @@ def test_every_resource_has_the_common_fields(db_url):
             columns = {c["name"] for c in tables.get_columns(model.__tablename__)}
             assert "uuid" in columns or model.__resource__ == "GlobalConfig", model
             assert {"create_date", "last_op_date"} <= columns or model.__resource__ in (
-                "ApiJob", "Session", "UsedIp"), model
+                "ApiJob", "Session", "UsedIp", "AgentCommand"), model
     finally:
         db.dispose()
