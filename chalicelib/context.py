@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from chalicelib.db.database import Database
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -16,5 +18,7 @@ class Caller:
 
 @dataclass
 class Context:
-    session: Session
+    session: Session | None
     caller: Caller
+    # Only for operations that run outside a transaction and open their own short ones.
+    database: Database | None = None

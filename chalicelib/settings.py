@@ -17,7 +17,8 @@ class Settings:
     admin_password: str | None
     job_workers: int
     jobs_queue_url: str | None
-    http_threads: int = 8
+    http_threads: int = 16
+    public_url: str | None = None  # how hosts reach the API, if not at the listen address
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
@@ -27,6 +28,14 @@ class Settings:
         from sqlalchemy.engine import make_url
 
         return make_url(self.db_url).render_as_string(hide_password=True)
+
+    @property
+    def agent_url(self) -> str:
+        """The URL agents are told to poll."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert_file else "http"
+        return f"{scheme}://{self.listen}"
 
     @property
     def listen_host(self) -> str:
@@ -52,7 +61,8 @@ class Settings:
             admin_password=env.get("AERIE_ADMIN_PASSWORD") or None,
             job_workers=int(env.get("AERIE_JOB_WORKERS", "8")),
             jobs_queue_url=env.get("AERIE_JOBS_QUEUE_URL"),
-            http_threads=int(env.get("AERIE_HTTP_THREADS", "8")),
+            http_threads=int(env.get("AERIE_HTTP_THREADS", "16")),
+            public_url=env.get("AERIE_PUBLIC_URL") or None,
             tls_cert_file=env.get("AERIE_TLS_CERT") or None,
             tls_key_file=env.get("AERIE_TLS_KEY") or None,
         )

@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 
+from chalicelib.agents.tokens import agent_token
+from chalicelib.agents.tokens import verify as verify_agent
 from chalicelib.api.errors import as_aerie_error, error_body, status_of
 from chalicelib.api.jobs import create_job
 from chalicelib.api.operation import Operation
@@ -96,8 +98,12 @@ def _parse(op: Operation, call: HttpCall) -> ApiRequest | None:
 
 
 def _caller(db: DbSession, op: Operation, call: HttpCall) -> Caller | None:
-    if not op.authenticated:
+    if op.authentication == "none":
         return None
+    if op.authentication == "agent":
+        host = verify_agent(db, call.path_params.get("hostUuid", ""),
+                            agent_token(call.headers))
+        return Caller(account_uuid=host.account_uuid, is_admin=False)
     caller = authenticate(db, bearer_token(call.headers))
     if op.admin_only and not caller.is_admin:
         raise PermissionDenied(f"{op.name} needs an admin account")
@@ -107,6 +113,12 @@ def _caller(db: DbSession, op: Operation, call: HttpCall) -> Caller | None:
 def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
     """Authentication, validation and a synchronous operation share one short transaction."""
     try:
+        if not op.transactional:
+            with runtime.db.session() as db:
+                caller = _caller(db, op, call)
+            request = _parse(op, call)
+            ctx = Context(None, caller, database=runtime.db)
+            return Reply(200, render_reply(op.execute(ctx, request)))
         with runtime.db.session() as db:
             caller = _caller(db, op, call)
             request = _parse(op, call)

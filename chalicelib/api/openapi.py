@@ -111,8 +111,10 @@ def _operation_object(op: Operation, kinds: dict[str, type[Base]],
     if body is not None:
         operation["requestBody"] = {"required": bool(body.get("required")), "content": {
             "application/json": {"schema": body}}}
-    if not op.authenticated:
+    if op.authentication == "none":
         operation["security"] = []
+    elif op.authentication == "agent":
+        operation["security"] = [{"agent": []}]
     return operation
 
 
@@ -138,7 +140,11 @@ def openapi_document(operations: list[Operation]) -> dict[str, Any]:
         "paths": {path: paths[path] for path in sorted(paths)},
         "components": {
             "schemas": {name: schemas[name] for name in sorted(schemas)},
-            "securitySchemes": {"session": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "session": {"type": "http", "scheme": "bearer"},
+                "agent": {"type": "apiKey", "in": "header", "name": "Authorization",
+                          "description": "Agent <the host's agent token>"},
+            },
         },
         "security": [{"session": []}],
     }

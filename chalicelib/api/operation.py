@@ -27,7 +27,12 @@ class Operation:
     # it, ``run`` itself is tried and rolled back: right for operations that only touch the DB.
     validate: Runner | None = None
     admin_only: bool = False
-    authenticated: bool = True
+    # "session": a user's bearer token; "agent": the token of the host named by {hostUuid};
+    # "none": anyone (logging in, the API document).
+    authentication: str = "session"
+    # False: run outside the call's transaction (ctx.session is None; ctx.database opens
+    # short ones), for calls that wait, like an agent's long-poll.
+    transactional: bool = True
     resource: str | None = None  # the resource kind its result is an inventory of
     returns_list: bool = False
     query_params: tuple[str, ...] = ()

@@ -10,6 +10,7 @@ from chalicelib.api.operation import Operation
 from chalicelib.api.routes import (
     compute,
     globalconfig,
+    hosts,
     identity,
     meta,
     metrics,
@@ -19,7 +20,7 @@ from chalicelib.api.routes import (
 
 OPERATIONS: list[Operation] = [
     *meta.OPERATIONS, *metrics.OPERATIONS, *identity.OPERATIONS, *globalconfig.OPERATIONS,
-    *compute.OPERATIONS, *storage.OPERATIONS, *network.OPERATIONS,
+    *compute.OPERATIONS, *hosts.OPERATIONS, *storage.OPERATIONS, *network.OPERATIONS,
 ]
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}

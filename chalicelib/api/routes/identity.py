@@ -77,11 +77,11 @@ OPERATIONS = [
     Operation("LogInByAccount", "PUT", "/v1/accounts/login", LogInByAccountRequest,
               lambda ctx, r: _session_reply(sessions.login_by_account(
                   ctx.session, r.account_name, r.password)),
-              "Log in as an account; returns a bearer token", authenticated=False, tags=(TAG,)),
+              "Log in as an account; returns a bearer token", authentication="none", tags=(TAG,)),
     Operation("LogInByUser", "PUT", "/v1/accounts/users/login", LogInByUserRequest,
               lambda ctx, r: _session_reply(sessions.login_by_user(
                   ctx.session, r.account_name, r.user_name, r.password)),
-              "Log in as a user of an account; returns a bearer token", authenticated=False,
+              "Log in as a user of an account; returns a bearer token", authentication="none",
               tags=(TAG,)),
     Operation("LogOut", "DELETE", "/v1/accounts/sessions/{sessionUuid}", LogOutRequest, _log_out,
               "End a session: its token stops working at once", tags=(TAG,)),

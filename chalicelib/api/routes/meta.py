@@ -32,5 +32,5 @@ OPERATIONS = [
     Operation("QueryApiJob", "GET", "/v1/api-jobs", ListRequest, _list_jobs,
               "Recent jobs, newest first", query_params=("limit", "start"), tags=("job",)),
     Operation("GetOpenApiDocument", "GET", "/v1/openapi.json", None, _document,
-              "This API as an OpenAPI 3 document", authenticated=False, tags=("meta",)),
+              "This API as an OpenAPI 3 document", authentication="none", tags=("meta",)),
 ]

@@ -33,7 +33,8 @@ from chalicelib.db.models.storage import (
 from chalicelib.db.models.tags import SystemTag, UserTag
 
 __all__ = [
-    "Account", "AgentCommand", "ApiJob", "BackupStorage", "BackupStorageZoneRef", "Cluster", "DiskOffering",
+    "Account", "AgentCommand", "ApiJob", "BackupStorage", "BackupStorageZoneRef", "Cluster",
+    "DiskOffering",
     "Eip", "GlobalConfig", "Host", "Image", "ImageBackupStorageRef", "InstanceOffering",
     "IpRange", "L2Network", "L2NetworkClusterRef", "L3Network", "L3NetworkDns",
     "PrimaryStorage", "PrimaryStorageClusterRef", "SecurityGroup", "SecurityGroupL3NetworkRef",

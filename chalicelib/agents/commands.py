@@ -1,0 +1,54 @@
+"""Commands for a host's agent: queued here, fetched by the agent, results recorded."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chalicelib.agents.protocol import CommandResult
+from chalicelib.db.base import utcnow
+from chalicelib.db.models import AgentCommand
+
+BATCH = 50
+
+
+def send(db: Session, host_uuid: str, name: str, args: dict[str, Any] | None = None) -> str:
+    command = AgentCommand(host_uuid=host_uuid, name=name, args=json.dumps(args or {}))
+    db.add(command)
+    db.flush()
+    return command.uuid
+
+
+def claim(db: Session, host_uuid: str) -> list[dict[str, Any]]:
+    """The host's pending commands, oldest first, now marked Sent. A command Sent but never
+    answered (the agent died) is sent again: agents drop ids they already ran."""
+    commands = list(db.scalars(
+        select(AgentCommand).where(AgentCommand.host_uuid == host_uuid,
+                                   AgentCommand.state.in_(("Pending", "Sent")))
+        .order_by(AgentCommand.create_date, AgentCommand.uuid).limit(BATCH)
+    ))
+    now = utcnow()
+    for command in commands:
+        command.state, command.sent_date = "Sent", now
+    return [{"id": c.uuid, "name": c.name, "args": json.loads(c.args)} for c in commands]
+
+
+def record(db: Session, host_uuid: str, results: list[CommandResult]) -> list[AgentCommand]:
+    finished = []
+    for outcome in results:
+        command = db.get(AgentCommand, outcome.id)
+        if command is None or command.host_uuid != host_uuid or \
+                command.state in ("Succeeded", "Failed"):
+            continue  # not this host's, or a repeated answer
+        command.state = "Succeeded" if outcome.ok else "Failed"
+        command.result = json.dumps(outcome.result) if outcome.result is not None else None
+        command.error = outcome.error
+        command.finished_date = utcnow()
+        finished.append(command)
+    return finished
+
+
+def outcome(db: Session, command_uuid: str) -> AgentCommand:
+    return db.get(AgentCommand, command_uuid)

@@ -1,0 +1,38 @@
+"""What the agent says runs on its host wins over the database, except while an operation on
+that VM is queued or running (the operation owns the VM's state until it ends)."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chalicelib import events
+from chalicelib.agents.protocol import ReportedVm
+from chalicelib.agents.tracker import note_strangers
+from chalicelib.db.models import ApiJob, Host, VmInstance
+from chalicelib.ops.levels import signature_of
+
+SETTLED = ("Running", "Stopped", "Paused", "Unknown")
+
+
+def _busy(db: Session, vm_uuid: str) -> bool:
+    return db.scalar(select(ApiJob.uuid).where(
+        ApiJob.signature == signature_of("vm", vm_uuid),
+        ApiJob.state.in_(("Waiting", "Running"))).limit(1)) is not None
+
+
+def sync_vms(db: Session, host: Host, reported: list[ReportedVm]) -> list[str]:
+    """Correct the database to what the host runs. Returns the uuids whose state changed."""
+    on_host = {vm.uuid: vm for vm in db.scalars(
+        select(VmInstance).where(VmInstance.host_uuid == host.uuid))}
+    seen = {vm.uuid: vm.state for vm in reported}
+    changed = []
+    for uuid, vm in on_host.items():
+        actual = seen.get(uuid, "Stopped")  # defined on the host no more: not running
+        if vm.state == actual or vm.state not in SETTLED or _busy(db, uuid):
+            continue
+        previous, vm.state = vm.state, actual
+        changed.append(uuid)
+        events.publish("vm.state.changed", {"vmUuid": uuid, "hostUuid": host.uuid,
+                                            "from": previous, "to": actual, "by": "sync"})
+    note_strangers(host, [uuid for uuid in seen if uuid not in on_host])
+    return changed

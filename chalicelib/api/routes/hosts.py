@@ -1,0 +1,92 @@
+"""Hosts, and the two calls their agents make: fetch commands, report state."""
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field
+
+from chalicelib.agents import commands, tracker
+from chalicelib.agents.protocol import MAX_WAIT_SECONDS, CommandResult, ReportedVm
+from chalicelib.agents.vm_sync import sync_vms
+from chalicelib.api.crud import UuidRequest, resource_operations
+from chalicelib.api.operation import Operation
+from chalicelib.api.request import ApiRequest, CreateRequest, Description, Name, Secret, Uuid
+from chalicelib.compute import hosts
+from chalicelib.context import Context
+from chalicelib.db.models import Host
+from chalicelib.settings import Settings
+
+TAG = "host"
+POLL_STEP = 0.1
+
+
+class AddKvmHostRequest(CreateRequest):
+    cluster_uuid: Uuid
+    name: Name
+    description: Description | None = None
+    management_ip: Annotated[str, Field(min_length=1, max_length=255)]
+    username: Annotated[str, Field(min_length=1, max_length=255)] = "root"
+    password: Secret | None = None
+    ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
+    deploy_agent: bool = Field(
+        True, description="Install the agent over ssh (false: start aerie-agent yourself)")
+
+
+class FetchCommandsRequest(ApiRequest):
+    model_config = ConfigDict(strict=False)
+
+    host_uuid: Uuid
+    wait_seconds: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0
+
+
+class ReportRequest(ApiRequest):
+    model_config = ConfigDict(strict=False)
+
+    host_uuid: Uuid
+    results: Annotated[list[CommandResult], Field(max_length=1000)] = Field(default_factory=list)
+    facts: dict[str, Any] | None = None
+    vms: Annotated[list[ReportedVm], Field(max_length=10_000)] | None = None
+
+
+def _fetch(ctx: Context, request: FetchCommandsRequest) -> dict:
+    """Long-poll: short transactions, no lock or connection held while waiting."""
+    deadline = time.monotonic() + request.wait_seconds
+    while True:
+        with ctx.database.session() as db:
+            found = commands.claim(db, request.host_uuid)
+        if found or time.monotonic() >= deadline:
+            return {"commands": found}
+        time.sleep(POLL_STEP)
+
+
+def _report(ctx: Context, request: ReportRequest) -> dict:
+    host = ctx.session.get(Host, request.host_uuid)
+    commands.record(ctx.session, host.uuid, request.results)
+    interval = tracker.reported(ctx.session, host, request.facts)
+    if request.vms is not None:
+        sync_vms(ctx.session, host, request.vms)
+    return {"pingInterval": interval}
+
+
+OPERATIONS = [
+    Operation("AddKvmHost", "POST", "/v1/hosts/kvm", AddKvmHostRequest,
+              lambda ctx, r: hosts.add_kvm_host(ctx, **r.fields(),
+                                                control_plane_url=Settings.from_env().agent_url),
+              "Add a KVM host; with deployAgent=false the reply carries the agent's one-time "
+              "token and the command that starts it", asynchronous=True, admin_only=True,
+              resource="Host", tags=(TAG,)),
+    *resource_operations(Host, "/v1/hosts", admin_only=True, has_state=True, tag=TAG),
+    Operation("ReconnectHost", "PUT", "/v1/hosts/{uuid}/actions/reconnect", UuidRequest,
+              lambda ctx, r: hosts.reconnect_host(ctx, r.uuid),
+              "Ask the host's agent to connect again and report", asynchronous=True,
+              admin_only=True, resource="Host", sync_on=("host", "uuid"), tags=(TAG,)),
+    Operation("FetchAgentCommands", "GET", "/v1/hosts/{hostUuid}/agent/commands",
+              FetchCommandsRequest, _fetch,
+              "For agents: the host's pending commands, waiting up to waitSeconds for one",
+              authentication="agent", transactional=False, query_params=("waitSeconds",),
+              tags=("agent",)),
+    Operation("ReportAgentState", "POST", "/v1/hosts/{hostUuid}/agent/reports", ReportRequest,
+              _report, "For agents: command results, host facts and the VMs on the host",
+              authentication="agent", tags=("agent",)),
+]

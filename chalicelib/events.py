@@ -1,0 +1,40 @@
+"""Canonical events (``host.status.changed``, ``vm.state.changed`` ...) on an in-process bus.
+
+Subscribers are called after the change is made; one that raises is logged and skipped.
+The serverless runtime forwards the same events to EventBridge (a later issue).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[str, dict[str, Any]], None]
+
+_subscribers: list[Subscriber] = []
+_lock = threading.Lock()
+
+
+def subscribe(subscriber: Subscriber) -> Callable[[], None]:
+    """Receive every event; returns a function that unsubscribes."""
+    with _lock:
+        _subscribers.append(subscriber)
+    return lambda: _unsubscribe(subscriber)
+
+
+def _unsubscribe(subscriber: Subscriber) -> None:
+    with _lock:
+        if subscriber in _subscribers:
+            _subscribers.remove(subscriber)
+
+
+def publish(name: str, payload: dict[str, Any]) -> None:
+    log.info("event %s %s", name, payload)
+    for subscriber in list(_subscribers):
+        try:
+            subscriber(name, payload)
+        except Exception:  # a broken subscriber must not break the publisher
+            log.exception("event subscriber failed on %s", name)

@@ -1,0 +1,113 @@
+"""The one interface every hypervisor driver implements, and the specs it is handed."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from hostagent.protocol import HostFacts, VmReport, VmState
+
+DEFAULT_STOP_TIMEOUT = 30.0
+
+
+class DriverError(Exception):
+    """A driver could not do what was asked; the message goes back to the control plane."""
+
+
+class VmNotFound(DriverError):
+    def __init__(self, uuid: str) -> None:
+        super().__init__(f"VM {uuid} not found on this host")
+        self.uuid = uuid
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSpec:
+    uuid: str
+    path: str
+    format: str
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NicSpec:
+    uuid: str
+    mac: str
+    bridge: str
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmSpec:
+    uuid: str
+    name: str
+    cpu_num: int
+    memory_size: int  # bytes
+    volumes: tuple[VolumeSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRequest:
+    path: str
+    size: int | None  # bytes; None only with a backing file (the new volume inherits its size)
+    format: str = "qcow2"
+    backing_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeInfo:
+    path: str
+    actual_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRequest:
+    bridge: str
+    physical_interface: str | None = None
+    vlan: int | None = None
+
+
+class Driver(ABC):
+    """A hypervisor as the agent sees it. Methods are idempotent where the commands are:
+    starting a running VM, stopping a stopped one or destroying an absent one succeed."""
+
+    name: str = "driver"
+
+    def before_command(self, command_name: str) -> None:  # noqa: B027 - optional hook
+        """Called before every command; simulators inject latency and failures here."""
+
+    @abstractmethod
+    def facts(self) -> HostFacts: ...
+
+    @abstractmethod
+    def list_vms(self) -> list[VmReport]: ...
+
+    @abstractmethod
+    def create_vm(self, spec: VmSpec, start: bool = True) -> VmState: ...
+
+    @abstractmethod
+    def start_vm(self, uuid: str) -> VmState: ...
+
+    @abstractmethod
+    def stop_vm(self, uuid: str, force: bool = False,
+                timeout: float = DEFAULT_STOP_TIMEOUT) -> VmState: ...
+
+    @abstractmethod
+    def reboot_vm(self, uuid: str) -> VmState: ...
+
+    @abstractmethod
+    def destroy_vm(self, uuid: str) -> None: ...
+
+    @abstractmethod
+    def create_volume(self, request: VolumeRequest) -> VolumeInfo: ...
+
+    @abstractmethod
+    def delete_volume(self, path: str) -> None: ...
+
+    @abstractmethod
+    def setup_bridge(self, request: BridgeRequest) -> str: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default driver holds none."""
