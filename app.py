@@ -1,5 +1,8 @@
 """Aerie's Chalice app: the HTTP API and the operation-queue consumer. Wiring only."""
+from chalice import Rate
+
 from chalicelib import runtime
+from chalicelib.agents.tracker import track
 from chalicelib.api.chalice_app import AerieChalice, register_operations
 from chalicelib.api.jobs import run_job
 from chalicelib.api.registry import OPERATIONS, operation
@@ -15,3 +18,9 @@ def run_operations(event):
     # batch_size=1: the message stays in flight (its group withheld) until the job ends.
     for record in event:
         consume(record.body, lambda job_uuid: run_job(runtime.current().db, job_uuid, operation))
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def track_hosts(event):
+    with runtime.current().db.session() as session:
+        track(session)

@@ -32,6 +32,10 @@ INTERRUPTED = AerieError(
 )
 
 
+# Results that are shown to their owner once, then wiped (an agent's one-time token).
+SHOWN_ONCE = ("agentToken", "agentCommand")
+
+
 def create_job(db: DbSession, op: Operation, request: ApiRequest | None, caller: Caller) -> ApiJob:
     payload = request.model_dump(mode="json", by_alias=True) if request is not None else {}
     job_uuid = new_uuid()
@@ -51,7 +55,12 @@ def queue_position(db: DbSession, job: ApiJob) -> int:
     ))
 
 
-def job_view(job: ApiJob, position: int | None = None) -> dict[str, Any]:
+def job_view(job: ApiJob, position: int | None = None, *,
+             reveal: bool = False) -> dict[str, Any]:
+    """The job as clients see it; one-time secrets in its result only when ``reveal``."""
+    result = json.loads(job.result) if job.result else None
+    if isinstance(result, dict) and not reveal:
+        result = {k: v for k, v in result.items() if k not in SHOWN_ONCE}
     view = {
         "uuid": job.uuid,
         "apiName": job.api_name,
@@ -61,7 +70,7 @@ def job_view(job: ApiJob, position: int | None = None) -> dict[str, Any]:
         "createdAt": wire_value(job.created_at),
         "startedAt": wire_value(job.started_at),
         "finishedAt": wire_value(job.finished_at),
-        "result": json.loads(job.result) if job.result else None,
+        "result": result,
         "error": json.loads(job.error) if job.error else None,
     }
     if position is not None:
@@ -72,7 +81,12 @@ def job_view(job: ApiJob, position: int | None = None) -> dict[str, Any]:
 def get_job(ctx: Context, uuid: str) -> dict[str, Any]:
     job = get_visible(ctx, ApiJob, uuid)
     position = queue_position(ctx.session, job) if job.state == "Waiting" else None
-    return job_view(job, position)
+    owner = job.account_uuid == ctx.caller.account_uuid
+    view = job_view(job, position, reveal=owner)
+    if owner and isinstance(view["result"], dict) and \
+            any(key in view["result"] for key in SHOWN_ONCE):
+        job.result = json.dumps(job_view(job)["result"])
+    return view
 
 
 def _caller_of(db: DbSession, job: ApiJob) -> Caller:

@@ -3,9 +3,11 @@ its worker pool. The jobs table makes the queue durable across a crash."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from sqlalchemy import select
 
+from chalicelib.agents.tracker import track
 from chalicelib.api.jobs import Lookup, interrupt_job, run_job
 from chalicelib.api.registry import operation
 from chalicelib.db.database import Database
@@ -38,12 +40,41 @@ class QueuedJobRunner:
         self.queue.shutdown()
 
 
+class HostTracker:
+    """Every second, disconnects the hosts whose agents stopped reporting."""
+
+    PERIOD = 1.0
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aerie-host-tracker",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.PERIOD):
+            try:
+                with self._db.session() as session:
+                    track(session)
+            except Exception:  # the tracker outlives a bad tick (e.g. the DB restarting)
+                log.exception("host tracking failed; trying again")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
 class EmbeddedRuntime:
     def __init__(self, settings: Settings, lookup: Lookup = operation) -> None:
         self.settings = settings
         self.db = Database(settings.db_url)
         self._lookup = lookup
         self.jobs = QueuedJobRunner(self.db, settings.job_workers, lookup)
+        self.tracker = HostTracker(self.db)
 
     def resume_jobs(self) -> tuple[int, int]:
         """After a restart: jobs cut off mid-run are failed and rolled back; waiting ones are
@@ -62,5 +93,6 @@ class EmbeddedRuntime:
         return len(running), len(waiting)
 
     def close(self) -> None:
+        self.tracker.stop()
         self.jobs.shutdown()
         self.db.dispose()

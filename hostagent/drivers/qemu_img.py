@@ -1,0 +1,71 @@
+"""Volume files through ``qemu-img``: create (idempotent) and delete (absent is fine)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hostagent.drivers.base import DriverError, VolumeInfo, VolumeRequest
+from hostagent.drivers.shell import Runner, run
+
+SUPPORTED_FORMATS = ("qcow2", "raw")
+
+
+class QemuImg:
+    def __init__(self, runner: Runner = run) -> None:
+        self._run = runner
+
+    def info(self, path: str) -> dict[str, Any]:
+        # -U: the image may be open by a running qemu, which holds a write lock on it.
+        return json.loads(self._run(["qemu-img", "info", "-U", "--output=json", path]))
+
+    def create(self, request: VolumeRequest) -> VolumeInfo:
+        if request.format not in SUPPORTED_FORMATS:
+            raise DriverError(f"unsupported volume format {request.format!r}; "
+                              f"supported: {', '.join(SUPPORTED_FORMATS)}")
+        if request.size is None and request.backing_file is None:
+            raise DriverError("volume.create needs a size unless it has a backingFile")
+        if os.path.lexists(request.path):
+            self._check_same(request)
+            return VolumeInfo(request.path, actual_size(request.path))
+        target = Path(request.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.creating")
+        argv = ["qemu-img", "create", "-q", "-f", request.format]
+        if request.backing_file is not None:
+            backing_format = self.info(request.backing_file)["format"]
+            argv += ["-b", request.backing_file, "-F", backing_format]
+        argv.append(str(partial))
+        if request.size is not None:
+            argv.append(str(request.size))
+        self._run(argv)
+        os.replace(partial, target)  # a crash mid-create leaves no half volume at the path
+        return VolumeInfo(request.path, actual_size(request.path))
+
+    def delete(self, path: str) -> None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError as exc:
+            raise DriverError(f"{path} is a directory, not a volume") from exc
+
+    def _check_same(self, request: VolumeRequest) -> None:
+        info = self.info(request.path)
+        differences = []
+        if info.get("format") != request.format:
+            differences.append(f"format {info.get('format')}")
+        if request.size is not None and info.get("virtual-size") != request.size:
+            differences.append(f"size {info.get('virtual-size')}")
+        backing = info.get("full-backing-filename") or info.get("backing-filename")
+        if request.backing_file is not None and backing != request.backing_file:
+            differences.append(f"backing file {backing}")
+        if differences:
+            raise DriverError(f"volume {request.path} already exists with "
+                              f"{', '.join(differences)}")
+
+
+def actual_size(path: str) -> int:
+    """Bytes the file occupies on disk (sparse files occupy less than their length)."""
+    return os.stat(path).st_blocks * 512
