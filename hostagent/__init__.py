@@ -1,1 +1,1 @@
-"""The host agent that runs on every KVM host (built by the host-agent issue)."""
+"""The Aerie host agent: runs the control plane's commands on one host's hypervisor."""

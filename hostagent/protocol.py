@@ -21,6 +21,8 @@ REPORTS_PATH = "/v1/hosts/{host_uuid}/agent/reports"
 WAIT_SECONDS_PARAM = "waitSeconds"
 MAX_WAIT_SECONDS = 20
 DEFAULT_PING_INTERVAL = 60
+MAX_RESULTS_PER_REPORT = 1000  # the control plane refuses larger reports
+MAX_ERROR_CHARS = 4000  # ... and longer error strings (its limit is 4096)
 
 
 class VmState(StrEnum):
@@ -103,6 +105,9 @@ def ok_result(command_id: str, result: dict[str, Any]) -> CommandResult:
 
 
 def error_result(command_id: str, error: str) -> CommandResult:
+    if len(error) > MAX_ERROR_CHARS:
+        suffix = " ... (truncated)"
+        error = error[:MAX_ERROR_CHARS - len(suffix)] + suffix
     return {"id": command_id, "ok": False, "result": None, "error": error}
 
 

@@ -31,8 +31,12 @@ class LinuxBridges:
             port = f"{request.physical_interface}.{request.vlan}"
             _check_name(port)
             if not self.exists(port):
-                self._run(["ip", "link", "add", "link", request.physical_interface, "name",
-                           port, "type", "vlan", "id", str(request.vlan)])
+                try:
+                    self._run(["ip", "link", "add", "link", request.physical_interface, "name",
+                               port, "type", "vlan", "id", str(request.vlan)])
+                except CommandFailed as exc:
+                    raise DriverError(f"cannot create VLAN interface {port}: {exc} (is the "
+                                      "8021q kernel module available?)") from exc
         self._run(["ip", "link", "set", "dev", port, "master", request.bridge])
         self._run(["ip", "link", "set", "dev", port, "up"])
         return request.bridge

@@ -176,11 +176,10 @@ class SimulatorDriver(Driver):
     def _check_capacity(self, spec: VmSpec) -> None:
         running = [vm.spec for vm in self.vms.values()
                    if vm.state is not VmState.STOPPED and vm.spec.uuid != spec.uuid]
-        memory = sum(s.memory_size for s in running) + spec.memory_size
-        if memory > self.memory_bytes:
-            raise DriverError(f"insufficient memory to start VM {spec.uuid}: needs "
-                              f"{spec.memory_size} bytes, {self.memory_bytes - memory + spec.memory_size}"
-                              " free")
+        free = self.memory_bytes - sum(s.memory_size for s in running)
+        if spec.memory_size > free:
+            raise DriverError(f"insufficient memory to start VM {spec.uuid}: it needs "
+                              f"{spec.memory_size} bytes, {free} are free")
         cpus = sum(s.cpu_num for s in running) + spec.cpu_num
         if cpus > self.cpu_num * self.cpu_overcommit:
             raise DriverError(f"insufficient CPU to start VM {spec.uuid}: {cpus} vCPUs would "

@@ -1,0 +1,3 @@
+"""Hypervisor drivers: ``simulator`` (in memory) and ``libvirt`` (a real hypervisor)."""
+
+DRIVER_NAMES = ("simulator", "libvirt")

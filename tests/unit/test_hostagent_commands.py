@@ -1,0 +1,149 @@
+"""Commands through the executor: args checked, results shaped, ids remembered."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hostagent.drivers.simulator import SimulatorDriver
+from hostagent.executor import CommandExecutor
+from hostagent.journal import CommandJournal
+from hostagent.protocol import CommandName
+
+VM = "5f0e1d2c3b4a49788796a5b4c3d2e1f0"
+VM_ARGS = {"uuid": VM, "name": "db", "cpuNum": 1, "memorySize": 256 << 20}
+
+
+def run(executor: CommandExecutor, name: str, args=None, command_id: str = "c"):
+    return executor.execute({"id": command_id, "name": name, "args": args or {}})
+
+
+@pytest.fixture
+def executor() -> CommandExecutor:
+    return CommandExecutor(SimulatorDriver(cpu_num=4, memory_bytes=1 << 30))
+
+
+def test_vm_lifecycle_results(executor):
+    assert run(executor, "vm.create", VM_ARGS, "1")["result"] == {"state": "Running"}
+    assert run(executor, "vm.stop", {"uuid": VM}, "2")["result"] == {"state": "Stopped"}
+    assert run(executor, "vm.stop", {"uuid": VM, "force": True}, "3")["ok"] is True
+    assert run(executor, "vm.start", {"uuid": VM}, "4")["result"] == {"state": "Running"}
+    assert run(executor, "vm.reboot", {"uuid": VM}, "5")["result"] == {"state": "Running"}
+    assert run(executor, "vm.sync", {}, "6")["result"] == {
+        "vms": [{"uuid": VM, "state": "Running"}]}
+    assert run(executor, "vm.destroy", {"uuid": VM}, "7") == {
+        "id": "7", "ok": True, "result": {}, "error": None}
+    assert run(executor, "vm.sync", {}, "8")["result"] == {"vms": []}
+
+
+def test_create_without_start_leaves_the_vm_stopped(executor):
+    assert run(executor, "vm.create", {**VM_ARGS, "start": False})["result"] == {
+        "state": "Stopped"}
+
+
+def test_destroying_an_absent_vm_succeeds(executor):
+    assert run(executor, "vm.destroy", {"uuid": VM})["ok"] is True
+
+
+def test_starting_an_absent_vm_fails_clearly(executor):
+    result = run(executor, "vm.start", {"uuid": VM})
+    assert result["ok"] is False and result["error"] == f"VM {VM} not found on this host"
+
+
+def test_facts_from_connect_and_host_facts(executor):
+    facts = run(executor, "connect")["result"]
+    assert facts == run(executor, "host.facts", command_id="d")["result"]
+    assert facts["cpuNum"] == 4 and facts["memoryBytes"] == 1 << 30
+    assert set(facts) >= {"cpuNum", "memoryBytes", "os", "osVersion", "kernel",
+                          "libvirtVersion", "qemuVersion", "architecture", "hostname"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"name": "x", "cpuNum": 1, "memorySize": 1}, "vm.create: missing argument 'uuid'"),
+    ({**VM_ARGS, "cpuNum": "two"}, "vm.create: 'cpuNum' must be an integer, not str"),
+    ({**VM_ARGS, "cpuNum": True}, "vm.create: 'cpuNum' must be an integer"),
+    ({**VM_ARGS, "memorySize": 0}, "must be positive"),
+    ({**VM_ARGS, "volumes": [{"uuid": "v", "format": "qcow2", "deviceId": 0}]},
+     "vm.create: volumes[0]: missing argument 'path'"),
+    ({**VM_ARGS, "nics": "br0"}, "'nics' must be a list of objects"),
+])
+def test_bad_vm_create_args_are_reported_not_acted_on(executor, args, message):
+    result = run(executor, "vm.create", args)
+    assert result["ok"] is False and message in result["error"]
+    assert executor.driver.vms == {}
+
+
+def test_args_that_are_not_an_object_are_an_error(executor):
+    result = executor.execute({"id": "x", "name": "vm.start", "args": ["uuid"]})
+    assert result == {"id": "x", "ok": False, "result": None,
+                      "error": "vm.start: args must be a JSON object"}
+
+
+def test_a_missing_name_is_an_unknown_command(executor):
+    result = executor.execute({"id": "x", "name": None, "args": {}})  # type: ignore[typeddict-item]
+    assert result["ok"] is False and result["error"].startswith("unknown command None")
+
+
+def test_volume_and_bridge_commands_on_the_simulator(executor):
+    created = run(executor, "volume.create", {"path": "/v/a.qcow2", "size": 1 << 30}, "1")
+    assert created["result"]["path"] == "/v/a.qcow2"
+    assert created["result"]["actualSize"] > 0
+    again = run(executor, "volume.create", {"path": "/v/a.qcow2", "size": 1 << 30}, "2")
+    assert again["result"] == created["result"]  # idempotent for the same volume
+    clash = run(executor, "volume.create", {"path": "/v/a.qcow2", "size": 2 << 30}, "3")
+    assert clash["ok"] is False and "already exists" in clash["error"]
+    assert run(executor, "volume.delete", {"path": "/v/a.qcow2"}, "4")["ok"] is True
+    assert run(executor, "volume.delete", {"path": "/v/a.qcow2"}, "5")["ok"] is True
+    assert executor.driver.volumes == {}
+    bridge = run(executor, "l2.bridge.setup", {"bridge": "br_eth0_10",
+                                               "physicalInterface": "eth0", "vlan": 10}, "6")
+    assert bridge["result"] == {"bridge": "br_eth0_10"}
+    assert executor.driver.bridges["br_eth0_10"].vlan == 10
+    bad_vlan = run(executor, "l2.bridge.setup", {"bridge": "b", "vlan": 5000}, "7")
+    assert "'vlan' must be between 1 and 4094" in bad_vlan["error"]
+    no_size = run(executor, "volume.create", {"path": "/v/b.qcow2"}, "8")
+    assert "missing argument 'size'" in no_size["error"]
+
+
+def test_a_driver_bug_becomes_an_error_result_not_a_crash(executor):
+    def broken(uuid):
+        raise KeyError("oops")
+
+    executor.driver.start_vm = broken
+    result = run(executor, "vm.start", {"uuid": VM})
+    assert result["ok"] is False
+    assert result["error"] == "vm.start: internal agent error: KeyError: 'oops'"
+
+
+def test_every_protocol_command_has_a_handler(executor):
+    for name in CommandName:
+        result = run(executor, name.value, {}, f"id-{name}")
+        assert "unknown command" not in (result["error"] or ""), name
+
+
+def test_failed_results_are_remembered_too(executor):
+    executor.driver.fail_command("ping", times=1)
+    first = run(executor, "ping", command_id="p")
+    assert first["ok"] is False
+    assert run(executor, "ping", command_id="p") == first
+    assert run(executor, "ping", command_id="q")["ok"] is True
+
+
+def test_journal_is_bounded_and_persisted(tmp_path):
+    path = tmp_path / "j.json"
+    journal = CommandJournal(path, capacity=3)
+    for i in range(5):
+        journal.record({"id": f"c{i}", "ok": True, "result": {"i": i}, "error": None})
+    assert len(journal) == 3 and "c1" not in journal and "c4" in journal
+    reloaded = CommandJournal(path, capacity=3)
+    assert [reloaded.get(f"c{i}") is not None for i in range(5)] == [False] * 2 + [True] * 3
+    assert reloaded.get("c4")["result"] == {"i": 4}
+    assert len(json.loads(path.read_text())["results"]) == 3
+
+
+def test_a_corrupt_journal_is_set_aside_and_the_agent_starts(tmp_path):
+    path = tmp_path / "j.json"
+    path.write_text("{not json")
+    journal = CommandJournal(path)
+    assert len(journal) == 0
+    assert (tmp_path / "j.json.corrupt").read_text() == "{not json"
