@@ -1,6 +1,7 @@
 """KVM hosts: added with a one-time agent token; their agent connects and reports."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalicelib.agents import commands
@@ -38,6 +39,24 @@ def add_kvm_host(ctx: Context, *, cluster_uuid: str, name: str, description: str
         "agentCommand": (f"aerie-agent --url {control_plane_url} --host-uuid {host.uuid} "
                          f"--token {token}"),
     }
+
+
+def add_simulator_host(ctx: Context, *, cluster_uuid: str, name: str, description: str | None,
+                       management_ip: str | None, cpu_num: int, memory_size: int,
+                       simulator: dict[str, Any]) -> Host:
+    """A simulated hypervisor: the runtime runs it (no agent process); it behaves as
+    ``simulator`` says (per-command latency, failing commands, failure probability)."""
+    cluster = get_visible(ctx, Cluster, cluster_uuid, field="clusterUuid")
+    host = add_resource(ctx, Host(
+        zone_uuid=cluster.zone_uuid, cluster_uuid=cluster.uuid, name=name,
+        description=description, management_ip=management_ip or f"simulator-{name}",
+        hypervisor_type="Simulator", status="Connecting", cpu_num=cpu_num,
+        total_cpu_capacity=cpu_num, available_cpu_capacity=cpu_num,
+        total_memory_capacity=memory_size, available_memory_capacity=memory_size,
+        simulator_spec=json.dumps(simulator),
+    ))
+    commands.send(ctx.session, host.uuid, CONNECT)
+    return host
 
 
 def reconnect_host(ctx: Context, uuid: str) -> Host:

@@ -15,6 +15,7 @@ from chalicelib.db.models import ApiJob
 from chalicelib.ops import Release, Ticket
 from chalicelib.ops.levels import level_of
 from chalicelib.ops.local import LocalQueue
+from chalicelib.runtime.simulated_hosts import SimulatedHosts
 from chalicelib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class EmbeddedRuntime:
         self._lookup = lookup
         self.jobs = QueuedJobRunner(self.db, settings.job_workers, lookup)
         self.tracker = HostTracker(self.db)
+        self.simulated_hosts = SimulatedHosts(self.db)
 
     def resume_jobs(self) -> tuple[int, int]:
         """After a restart: jobs cut off mid-run are failed and rolled back; waiting ones are
@@ -92,7 +94,13 @@ class EmbeddedRuntime:
             self.jobs.submit(job_uuid, signature, levels[signature])
         return len(running), len(waiting)
 
+    def start_background(self) -> None:
+        """Host tracking and the simulated hosts (``aerie up``; tests start what they need)."""
+        self.tracker.start()
+        self.simulated_hosts.start()
+
     def close(self) -> None:
+        self.simulated_hosts.stop()
         self.tracker.stop()
         self.jobs.shutdown()
         self.db.dispose()

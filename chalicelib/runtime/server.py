@@ -61,7 +61,7 @@ def serve(settings: Settings) -> int:
     embedded = EmbeddedRuntime(settings)
     generated = prepare_database(embedded.db, settings.admin_password)
     runtime.install(embedded)
-    embedded.tracker.start()
+    embedded.start_background()
     interrupted, requeued = embedded.resume_jobs()
     if interrupted or requeued:
         log.info("after restart: %d interrupted jobs failed and rolled back, %d waiting jobs "

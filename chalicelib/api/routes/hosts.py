@@ -33,6 +33,26 @@ class AddKvmHostRequest(CreateRequest):
         True, description="Install the agent over ssh (false: start aerie-agent yourself)")
 
 
+class SimulatorBehaviour(ApiRequest):
+    model_config = ConfigDict(strict=False)
+
+    latency_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
+    failure_probability: Annotated[float, Field(ge=0, le=1)] = 0
+    fail_commands: Annotated[list[Annotated[str, Field(max_length=64)]],
+                             Field(max_length=50)] = Field(default_factory=list)
+    seed: int | None = None
+
+
+class AddSimulatorHostRequest(CreateRequest):
+    cluster_uuid: Uuid
+    name: Name
+    description: Description | None = None
+    management_ip: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    cpu_num: Annotated[int, Field(ge=1, le=4096)] = 32
+    memory_size: Annotated[int, Field(ge=2**20, le=2**50)] = 128 * 2**30
+    simulator: SimulatorBehaviour = Field(default_factory=SimulatorBehaviour)
+
+
 class FetchCommandsRequest(ApiRequest):
     model_config = ConfigDict(strict=False)
 
@@ -76,6 +96,11 @@ OPERATIONS = [
               "Add a KVM host; with deployAgent=false the reply carries the agent's one-time "
               "token and the command that starts it", asynchronous=True, admin_only=True,
               resource="Host", tags=(TAG,)),
+    Operation("AddSimulatorHost", "POST", "/v1/hosts/simulator", AddSimulatorHostRequest,
+              lambda ctx, r: hosts.add_simulator_host(
+                  ctx, **r.fields("simulator"), simulator=r.simulator.model_dump()),
+              "Add a simulated host run by the control plane itself (tests, scale runs)",
+              asynchronous=True, admin_only=True, resource="Host", tags=(TAG,)),
     *resource_operations(Host, "/v1/hosts", admin_only=True, has_state=True, tag=TAG),
     Operation("ReconnectHost", "PUT", "/v1/hosts/{uuid}/actions/reconnect", UuidRequest,
               lambda ctx, r: hosts.reconnect_host(ctx, r.uuid),

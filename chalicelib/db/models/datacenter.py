@@ -94,6 +94,8 @@ class Host(Resource, Base):
     qemu_version: Mapped[str | None] = mapped_column(String(64))
     last_report_date: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     stranger_vm_uuids: Mapped[str | None] = mapped_column(Text)  # JSON list, unknown VMs seen
+    # For simulator hosts: how the simulated hypervisor behaves (JSON: latency, failures).
+    simulator_spec: Mapped[str | None] = mapped_column(Text)
 
     zone: Mapped[Zone] = relationship(back_populates="hosts")
     cluster: Mapped[Cluster] = relationship(back_populates="hosts")

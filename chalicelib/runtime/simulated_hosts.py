@@ -1,0 +1,123 @@
+"""Simulator hosts that live inside the embedded control plane: no agent processes, no HTTP.
+
+Each tick (one second) this runs the pending commands of simulator hosts through the very
+command executor and simulator driver an ``aerie-agent --driver simulator`` uses, and sends
+the reports due in that tick — hosts are spread evenly over the report interval — in one
+batched transaction, which is what lets one process keep 100,000 hosts reporting.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import zlib
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from chalicelib.agents import commands, tracker
+from chalicelib.agents.protocol import CommandResult, ReportedVm
+from chalicelib.agents.vm_sync import sync_vms
+from chalicelib.db.base import utcnow
+from chalicelib.db.database import Database
+from chalicelib.db.models import AgentCommand, Host
+from chalicelib.globalconfig import get_value
+from hostagent.drivers.simulator import SimulatorDriver
+from hostagent.executor import CommandExecutor
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  # hosts per statement (well under SQLite's bound-parameter limit)
+
+
+def _driver(host: Host) -> SimulatorDriver:
+    spec = json.loads(host.simulator_spec or "{}")
+    driver = SimulatorDriver(
+        cpu_num=host.cpu_num or 32, memory_bytes=host.total_memory_capacity or 2**37,
+        hostname=host.name, latency=spec.get("latency_ms", 0) / 1000,
+        failure_probability=spec.get("failure_probability", 0), seed=spec.get("seed"))
+    for name in spec.get("fail_commands", []):
+        driver.fail_command(name)
+    return driver
+
+
+def _phase(uuid: str, interval: int) -> int:
+    return zlib.crc32(uuid.encode()) % interval
+
+
+class SimulatedHosts:
+    TICK = 1.0
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.executors: dict[str, CommandExecutor] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aerie-simulated-hosts",
+                                        daemon=True)
+        self.worst_lag = 0.0  # seconds a tick's reports landed after they were due
+        self.reports_sent = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        started = time.monotonic()
+        tick = 0
+        while not self._stop.is_set():
+            due_at = started + tick * self.TICK
+            try:
+                self.tick(tick)
+            except Exception:  # a bad tick must not end the simulation
+                log.exception("simulated hosts: tick %d failed", tick)
+            self.worst_lag = max(self.worst_lag, time.monotonic() - due_at)
+            tick += 1
+            self._stop.wait(max(0.0, started + tick * self.TICK - time.monotonic()))
+
+    def tick(self, tick: int) -> None:
+        with self._db.session() as db:
+            self._adopt_new_hosts(db)
+            self._run_commands(db)
+        with self._db.session() as db:
+            interval = get_value(db, tracker.PING_INTERVAL)
+            due = [uuid for uuid in self.executors if _phase(uuid, interval) == tick % interval]
+            self._report(db, due, utcnow())
+
+    def _adopt_new_hosts(self, db: Session) -> None:
+        for host in db.scalars(select(Host).where(Host.hypervisor_type == "Simulator")):
+            if host.uuid not in self.executors:
+                self.executors[host.uuid] = CommandExecutor(_driver(host))
+
+    def _run_commands(self, db: Session) -> None:
+        host_uuids = db.scalars(
+            select(AgentCommand.host_uuid).where(AgentCommand.state == "Pending").distinct())
+        for host_uuid in list(host_uuids):
+            executor = self.executors.get(host_uuid)
+            if executor is None:
+                continue  # a real agent's host
+            results = [CommandResult.model_validate(executor.execute(command))
+                       for command in commands.claim(db, host_uuid)]
+            commands.record(db, host_uuid, results)
+            host = db.get(Host, host_uuid)
+            tracker.reported(db, host, executor.driver.facts())
+            self._sync_vms(db, host, executor)
+
+    def _sync_vms(self, db: Session, host: Host, executor: CommandExecutor) -> None:
+        vms = executor.driver.list_vms()
+        if vms or host.stranger_vm_uuids:
+            sync_vms(db, host, [ReportedVm.model_validate(vm) for vm in vms])
+
+    def _report(self, db: Session, due: list[str], now: datetime) -> None:
+        for start in range(0, len(due), CHUNK):
+            chunk = due[start:start + CHUNK]
+            db.execute(update(Host).where(Host.uuid.in_(chunk)).values(last_report_date=now))
+            for host in db.scalars(select(Host).where(Host.uuid.in_(chunk),
+                                                      Host.status != "Connected")):
+                tracker.reported(db, host, None)
+        self.reports_sent += len(due)
