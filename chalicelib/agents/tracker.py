@@ -39,8 +39,10 @@ def _set_status(host: Host, status: str) -> None:
                                                "to": status})
 
 
-def reported(db: Session, host: Host, facts: dict[str, Any] | None) -> int:
-    """The host just reported: it is Connected. Returns the report interval it should keep."""
+def reported(db: Session, host: Host, facts: dict[str, Any] | None,
+             interval: int | None = None) -> int:
+    """The host just reported: it is Connected. Returns the report interval it should keep
+    (``interval``, when the caller already read it for a batch of hosts)."""
     host.last_report_date = utcnow()
     if facts:
         for key, column in FACT_COLUMNS.items():
@@ -52,7 +54,7 @@ def reported(db: Session, host: Host, facts: dict[str, Any] | None) -> int:
         if facts.get("cpuNum") and host.total_cpu_capacity == 0:
             host.total_cpu_capacity = host.available_cpu_capacity = int(facts["cpuNum"])
     _set_status(host, "Connected")
-    return get_value(db, PING_INTERVAL)
+    return interval if interval is not None else get_value(db, PING_INTERVAL)
 
 
 def silence_limit(db: Session) -> timedelta:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import zlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -30,9 +30,10 @@ from hostagent.executor import CommandExecutor
 log = logging.getLogger(__name__)
 
 CHUNK = 500  # hosts per statement (well under SQLite's bound-parameter limit)
+ADOPTION_LOOKBACK = timedelta(seconds=30)
 
 
-def _driver(host: Host) -> SimulatorDriver:
+def _driver(host) -> SimulatorDriver:  # a Host, or a row with its columns
     spec = json.loads(host.simulator_spec or "{}")
     driver = SimulatorDriver(
         cpu_num=host.cpu_num or 32, memory_bytes=host.total_memory_capacity or 2**37,
@@ -49,6 +50,7 @@ def _phase(uuid: str, interval: int) -> int:
 
 class SimulatedHosts:
     TICK = 1.0
+    COMMANDS_PER_TICK = 1000
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -56,6 +58,7 @@ class SimulatedHosts:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aerie-simulated-hosts",
                                         daemon=True)
+        self._adopted_until: datetime | None = None
         self.worst_lag = 0.0  # seconds a tick's reports landed after they were due
         self.reports_sent = 0
 
@@ -87,25 +90,42 @@ class SimulatedHosts:
         with self._db.session() as db:
             interval = get_value(db, tracker.PING_INTERVAL)
             due = [uuid for uuid in self.executors if _phase(uuid, interval) == tick % interval]
-            self._report(db, due, utcnow())
+            self._report(db, due, utcnow(), interval)
 
     def _adopt_new_hosts(self, db: Session) -> None:
-        for host in db.scalars(select(Host).where(Host.hypervisor_type == "Simulator")):
+        """Simulator hosts added since the last tick get a driver of their own."""
+        stmt = select(Host.uuid, Host.name, Host.cpu_num, Host.total_memory_capacity,
+                      Host.simulator_spec, Host.create_date).where(
+            Host.hypervisor_type == "Simulator")
+        if self._adopted_until is not None:
+            # Look back a little: a host's create date is set before its transaction commits.
+            stmt = stmt.where(Host.create_date >= self._adopted_until - ADOPTION_LOOKBACK)
+        newest = self._adopted_until
+        for host in db.execute(stmt):
             if host.uuid not in self.executors:
                 self.executors[host.uuid] = CommandExecutor(_driver(host))
+            newest = max(newest or host.create_date, host.create_date)
+        self._adopted_until = newest
 
     def _run_commands(self, db: Session) -> None:
-        host_uuids = db.scalars(
-            select(AgentCommand.host_uuid).where(AgentCommand.state == "Pending").distinct())
-        for host_uuid in list(host_uuids):
-            executor = self.executors.get(host_uuid)
+        """Up to COMMANDS_PER_TICK of their commands, oldest first, so a tick stays short."""
+        pending = list(db.scalars(
+            select(AgentCommand).join(Host, Host.uuid == AgentCommand.host_uuid)
+            .where(Host.hypervisor_type == "Simulator", AgentCommand.state == "Pending")
+            .order_by(AgentCommand.create_date).limit(self.COMMANDS_PER_TICK)))
+        touched: dict[str, CommandExecutor] = {}
+        for command in pending:
+            executor = self.executors.get(command.host_uuid)
             if executor is None:
-                continue  # a real agent's host
-            results = [CommandResult.model_validate(executor.execute(command))
-                       for command in commands.claim(db, host_uuid)]
-            commands.record(db, host_uuid, results)
+                continue  # added after this tick's adoption; next tick
+            outcome = executor.execute({"id": command.uuid, "name": command.name,
+                                        "args": json.loads(command.args)})
+            commands.record(db, command.host_uuid, [CommandResult.model_validate(outcome)])
+            touched[command.host_uuid] = executor
+        interval = get_value(db, tracker.PING_INTERVAL)
+        for host_uuid, executor in touched.items():
             host = db.get(Host, host_uuid)
-            tracker.reported(db, host, executor.driver.facts())
+            tracker.reported(db, host, executor.driver.facts(), interval)
             self._sync_vms(db, host, executor)
 
     def _sync_vms(self, db: Session, host: Host, executor: CommandExecutor) -> None:
@@ -113,11 +133,11 @@ class SimulatedHosts:
         if vms or host.stranger_vm_uuids:
             sync_vms(db, host, [ReportedVm.model_validate(vm) for vm in vms])
 
-    def _report(self, db: Session, due: list[str], now: datetime) -> None:
+    def _report(self, db: Session, due: list[str], now: datetime, interval: int) -> None:
         for start in range(0, len(due), CHUNK):
             chunk = due[start:start + CHUNK]
             db.execute(update(Host).where(Host.uuid.in_(chunk)).values(last_report_date=now))
             for host in db.scalars(select(Host).where(Host.uuid.in_(chunk),
                                                       Host.status != "Connected")):
-                tracker.reported(db, host, None)
+                tracker.reported(db, host, None, interval)
         self.reports_sent += len(due)
