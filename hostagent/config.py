@@ -32,6 +32,8 @@ class AgentConfig:
     domain_type: str | None = None
     state_dir: Path = field(default_factory=lambda: default_state_dir())
     log_level: str = "INFO"
+    # Serverless: commands come from this SQS queue (the host's own); reports still go to --url.
+    sqs_queue_url: str | None = None
     simulator: SimulatorOptions = field(default_factory=SimulatorOptions)
 
     @property
@@ -64,7 +66,7 @@ def parse_config(argv: Sequence[str] | None = None,
         driver=options.driver, libvirt_uri=options.libvirt_uri,
         domain_type=options.domain_type or None,
         state_dir=Path(options.state_dir) if options.state_dir else default_state_dir(),
-        log_level=options.log_level.upper(),
+        log_level=options.log_level.upper(), sqs_queue_url=options.sqs_queue_url or None,
         simulator=SimulatorOptions(
             cpu_num=options.sim_cpu_num, memory_bytes=options.sim_memory_bytes,
             latency=options.sim_latency, failure_probability=options.sim_failure_probability,
@@ -90,6 +92,9 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", default=default("STATE_DIR"),
                         help=f"where the command journal lives (default {default_state_dir()})")
     parser.add_argument("--log-level", default=default("LOG_LEVEL", "INFO"))
+    parser.add_argument("--sqs-queue-url", default=default("SQS_QUEUE_URL"),
+                        help="take commands from this SQS queue (serverless control plane); "
+                             "AWS credentials come from the usual boto3 sources")
     group = parser.add_argument_group("simulator driver")
     group.add_argument("--sim-cpu-num", type=int, default=default("SIM_CPU_NUM", sim.cpu_num))
     group.add_argument("--sim-memory-bytes", type=int,

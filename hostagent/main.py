@@ -43,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("the %s driver cannot load: %s (install libvirt-python)", config.driver, exc)
         return 2
     transport = HttpTransport(config.url, config.host_uuid, config.token)
+    if config.sqs_queue_url:
+        import boto3
+
+        from hostagent.sqs_transport import SqsTransport
+
+        transport = SqsTransport(boto3.client("sqs"), config.sqs_queue_url, transport)
     agent = Agent(driver, transport, journal=CommandJournal(config.journal_path))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
