@@ -33,7 +33,7 @@ CHUNK = 500  # hosts per statement (well under SQLite's bound-parameter limit)
 ADOPTION_LOOKBACK = timedelta(seconds=30)
 
 
-def _driver(host) -> SimulatorDriver:  # a Host, or a row with its columns
+def _driver(host: Host) -> SimulatorDriver:
     spec = json.loads(host.simulator_spec or "{}")
     driver = SimulatorDriver(
         cpu_num=host.cpu_num or 32, memory_bytes=host.total_memory_capacity or 2**37,
@@ -54,6 +54,9 @@ class SimulatedHosts:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.hosts: set[str] = set()
+        # A simulated hypervisor is built on a host's first command, not before: most of a
+        # large fleet only reports.
         self.executors: dict[str, CommandExecutor] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aerie-simulated-hosts",
@@ -89,21 +92,18 @@ class SimulatedHosts:
             self._run_commands(db)
         with self._db.session() as db:
             interval = get_value(db, tracker.PING_INTERVAL)
-            due = [uuid for uuid in self.executors if _phase(uuid, interval) == tick % interval]
+            due = [uuid for uuid in self.hosts if _phase(uuid, interval) == tick % interval]
             self._report(db, due, utcnow(), interval)
 
     def _adopt_new_hosts(self, db: Session) -> None:
         """Simulator hosts added since the last tick get a driver of their own."""
-        stmt = select(Host.uuid, Host.name, Host.cpu_num, Host.total_memory_capacity,
-                      Host.simulator_spec, Host.create_date).where(
-            Host.hypervisor_type == "Simulator")
+        stmt = select(Host.uuid, Host.create_date).where(Host.hypervisor_type == "Simulator")
         if self._adopted_until is not None:
             # Look back a little: a host's create date is set before its transaction commits.
             stmt = stmt.where(Host.create_date >= self._adopted_until - ADOPTION_LOOKBACK)
         newest = self._adopted_until
         for host in db.execute(stmt):
-            if host.uuid not in self.executors:
-                self.executors[host.uuid] = CommandExecutor(_driver(host))
+            self.hosts.add(host.uuid)
             newest = max(newest or host.create_date, host.create_date)
         self._adopted_until = newest
 
@@ -115,9 +115,12 @@ class SimulatedHosts:
             .order_by(AgentCommand.create_date).limit(self.COMMANDS_PER_TICK)))
         touched: dict[str, CommandExecutor] = {}
         for command in pending:
+            if command.host_uuid not in self.hosts:
+                continue  # added after this tick's adoption; next tick
             executor = self.executors.get(command.host_uuid)
             if executor is None:
-                continue  # added after this tick's adoption; next tick
+                executor = CommandExecutor(_driver(db.get(Host, command.host_uuid)))
+                self.executors[command.host_uuid] = executor
             outcome = executor.execute({"id": command.uuid, "name": command.name,
                                         "args": json.loads(command.args)})
             commands.record(db, command.host_uuid, [CommandResult.model_validate(outcome)])
