@@ -51,6 +51,7 @@ def _phase(uuid: str, interval: int) -> int:
 class SimulatedHosts:
     TICK = 1.0
     COMMANDS_PER_TICK = 1000
+    COMMAND_BUDGET = 0.4  # seconds of each tick
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -108,13 +109,17 @@ class SimulatedHosts:
         self._adopted_until = newest
 
     def _run_commands(self, db: Session) -> None:
-        """Up to COMMANDS_PER_TICK of their commands, oldest first, so a tick stays short."""
+        """Their commands, oldest first, for at most COMMAND_BUDGET seconds of a tick: the
+        rest wait for the next tick, so the reports due in this one are not late."""
+        budget_ends = time.monotonic() + self.COMMAND_BUDGET
         pending = list(db.scalars(
             select(AgentCommand).join(Host, Host.uuid == AgentCommand.host_uuid)
             .where(Host.hypervisor_type == "Simulator", AgentCommand.state == "Pending")
             .order_by(AgentCommand.create_date).limit(self.COMMANDS_PER_TICK)))
         touched: dict[str, CommandExecutor] = {}
         for command in pending:
+            if time.monotonic() > budget_ends:
+                break
             if command.host_uuid not in self.hosts:
                 continue  # added after this tick's adoption; next tick
             executor = self.executors.get(command.host_uuid)
