@@ -18,9 +18,11 @@ def run_operations(event):
     # batch_size=1: the message stays in flight (its group withheld) until the job ends.
     for record in event:
         consume(record.body, lambda job_uuid: run_job(runtime.current().db, job_uuid, operation))
+    runtime.current().agents.deliver_pending()  # commands the job queued for host agents
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def track_hosts(event):
     with runtime.current().db.session() as session:
         track(session)
+    runtime.current().agents.deliver_pending()

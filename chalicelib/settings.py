@@ -19,6 +19,7 @@ class Settings:
     jobs_queue_url: str | None
     http_threads: int = 16
     public_url: str | None = None  # how hosts reach the API, if not at the listen address
+    agent_queue_prefix: str = "aerie-host-"  # serverless: one SQS queue per host
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
@@ -63,6 +64,7 @@ class Settings:
             jobs_queue_url=env.get("AERIE_JOBS_QUEUE_URL"),
             http_threads=int(env.get("AERIE_HTTP_THREADS", "16")),
             public_url=env.get("AERIE_PUBLIC_URL") or None,
+            agent_queue_prefix=env.get("AERIE_AGENT_QUEUE_PREFIX", "aerie-host-"),
             tls_cert_file=env.get("AERIE_TLS_CERT") or None,
             tls_key_file=env.get("AERIE_TLS_KEY") or None,
         )

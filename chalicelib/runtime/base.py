@@ -12,6 +12,13 @@ class JobRunner(Protocol):
         in submission order, with at most ``level`` of the signature running at once."""
 
 
+class AgentChannel(Protocol):
+    def deliver_pending(self) -> int:
+        """Hand agents the commands queued for them, where agents do not fetch them from the
+        database themselves. Returns how many were handed over."""
+
+
 class Runtime(Protocol):
     db: Database
     jobs: JobRunner
+    agents: AgentChannel

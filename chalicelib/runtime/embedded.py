@@ -69,6 +69,13 @@ class HostTracker:
             self._thread.join(timeout=5)
 
 
+class AgentsFetchThemselves:
+    """Embedded agents long-poll the API, which reads their commands from the database."""
+
+    def deliver_pending(self) -> int:
+        return 0
+
+
 class EmbeddedRuntime:
     def __init__(self, settings: Settings, lookup: Lookup = operation) -> None:
         self.settings = settings
@@ -76,6 +83,7 @@ class EmbeddedRuntime:
         self._lookup = lookup
         self.jobs = QueuedJobRunner(self.db, settings.job_workers, lookup)
         self.tracker = HostTracker(self.db)
+        self.agents = AgentsFetchThemselves()
         self.simulated_hosts = SimulatedHosts(self.db)
 
     def resume_jobs(self) -> tuple[int, int]:

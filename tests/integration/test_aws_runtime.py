@@ -104,3 +104,50 @@ def test_a_level_n_signature_spreads_over_n_message_groups(aws):
             sqs.delete_message(QueueUrl=aws, ReceiptHandle=message["ReceiptHandle"])
     assert groups == {f"host:h1#{k}" for k in range(4)}
     assert seen == 40
+
+
+def test_a_serverless_agent_gets_commands_on_its_queue_and_reports_through_the_api(aws):
+    """AddKvmHost's `connect` travels: job consumer → the host's SQS queue → the agent's SQS
+    transport → the simulator → a report through the same Chalice app → host Connected."""
+    import app as chalice_app
+    from hostagent.agent import Agent
+    from hostagent.drivers.simulator import SimulatorDriver
+    from hostagent.http_transport import HttpTransport
+    from hostagent.sqs_transport import SqsTransport
+
+    wsgi = ChaliceWsgiApp(chalice_app.app)
+    with httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://aerie") as http:
+        api = ApiClient(http)
+        api.login()
+        sqs = boto3.client("sqs")
+
+        def run_queued_jobs() -> None:
+            while batch := sqs.receive_message(QueueUrl=aws).get("Messages"):
+                _deliver(chalice_app, [m["Body"] for m in batch])
+                for message in batch:
+                    sqs.delete_message(QueueUrl=aws, ReceiptHandle=message["ReceiptHandle"])
+
+        api.request("POST", "/v1/zones", json={"name": "z"})
+        run_queued_jobs()
+        zone = api.get("/v1/zones").json()["inventories"][0]["uuid"]
+        api.request("POST", "/v1/clusters", json={"zoneUuid": zone, "name": "c"})
+        run_queued_jobs()
+        cluster = api.get("/v1/clusters").json()["inventories"][0]["uuid"]
+        accepted = api.request("POST", "/v1/hosts/kvm", json={
+            "clusterUuid": cluster, "name": "kvm-1", "managementIp": "10.0.0.5",
+            "deployAgent": False}).json()
+        run_queued_jobs()
+        host = api.get(f"/v1/api-jobs/{accepted['jobUuid']}").json()["result"]
+
+        queue_url = runtime.current().agents.queue_url(host["uuid"])
+        reports = HttpTransport("http://aerie", host["uuid"], host["agentToken"],
+                                http=httpx.WSGITransport(app=wsgi))
+        agent = Agent(SimulatorDriver(), SqsTransport(sqs, queue_url, reports,
+                                                      max_wait_seconds=0))
+        commands = agent.transport.fetch_commands(0)
+        assert [c["name"] for c in commands] == ["connect"]
+        agent.execute(commands)
+        agent.sync()  # reports the result, with facts and VMs
+        inventory = api.get(f"/v1/hosts/{host['uuid']}").json()["inventory"]
+        assert inventory["status"] == "Connected"
+        assert sqs.receive_message(QueueUrl=queue_url).get("Messages") is None
