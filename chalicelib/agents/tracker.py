@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chalicelib import events
+from chalicelib.compute.capacity import refresh_capacity
 from chalicelib.db.base import utcnow
 from chalicelib.db.models import Host
 from chalicelib.globalconfig import ConfigDefinition, define, get_value
@@ -48,11 +49,9 @@ def reported(db: Session, host: Host, facts: dict[str, Any] | None,
         for key, column in FACT_COLUMNS.items():
             if facts.get(key) is not None:
                 setattr(host, column, facts[key])
-        memory = facts.get("memoryBytes")
-        if isinstance(memory, int) and memory > 0 and host.total_memory_capacity == 0:
-            host.total_memory_capacity = host.available_memory_capacity = memory
-        if facts.get("cpuNum") and host.total_cpu_capacity == 0:
-            host.total_cpu_capacity = host.available_cpu_capacity = int(facts["cpuNum"])
+        memory, cpus = facts.get("memoryBytes"), facts.get("cpuNum")
+        refresh_capacity(db, host, cpus if isinstance(cpus, int) and cpus > 0 else None,
+                         memory if isinstance(memory, int) and memory > 0 else None)
     _set_status(host, "Connected")
     return interval if interval is not None else get_value(db, PING_INTERVAL)
 

@@ -51,8 +51,7 @@ def add_simulator_host(ctx: Context, *, cluster_uuid: str, name: str, descriptio
         zone_uuid=cluster.zone_uuid, cluster_uuid=cluster.uuid, name=name,
         description=description, management_ip=management_ip or f"simulator-{name}",
         hypervisor_type="Simulator", status="Connecting", cpu_num=cpu_num,
-        total_cpu_capacity=cpu_num, available_cpu_capacity=cpu_num,
-        total_memory_capacity=memory_size, available_memory_capacity=memory_size,
+        total_memory_capacity=memory_size,  # the simulated hypervisor's size, until it reports
         simulator_spec=json.dumps(simulator),
     ))
     commands.send(ctx.session, host.uuid, CONNECT)

@@ -133,8 +133,8 @@ class SimulatedHosts:
         interval = get_value(db, tracker.PING_INTERVAL)
         for host_uuid, executor in touched.items():
             host = db.get(Host, host_uuid)
-            tracker.reported(db, host, executor.driver.facts(), interval)
             self._sync_vms(db, host, executor)
+            tracker.reported(db, host, executor.driver.facts(), interval)
 
     def _sync_vms(self, db: Session, host: Host, executor: CommandExecutor) -> None:
         vms = executor.driver.list_vms()

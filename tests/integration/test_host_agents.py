@@ -156,3 +156,30 @@ def test_sync_leaves_a_vm_alone_while_an_operation_on_it_is_queued(api, cluster,
                json={"vms": [{"uuid": vm, "state": "Stopped"}]})
     with control_plane.db.session() as db:
         assert db.get(VmInstance, vm).state == "Running"
+
+
+def test_capacity_is_facts_times_ratio_less_what_running_vms_hold(api, cluster, control_plane):
+    host, _ = add_host(api, cluster)
+    uuid, token = host["uuid"], host["agentToken"]
+    with control_plane.db.session() as db:
+        account = db.get(Host, uuid).account_uuid
+        for name, state in (("running", "Running"), ("stopped", "Stopped")):
+            db.add(VmInstance(uuid=name.ljust(32, "0"), name=name, host_uuid=uuid,
+                              account_uuid=account, state=state, cpu_num=2,
+                              memory_size=2**30))
+    facts = {"cpuNum": 8, "memoryBytes": 16 * 2**30}
+    vms = [{"uuid": "running".ljust(32, "0"), "state": "Running"},
+           {"uuid": "stopped".ljust(32, "0"), "state": "Stopped"}]
+
+    def report_and_read() -> dict:
+        agent_call(api, "POST", uuid, token, "reports", json={"facts": facts, "vms": vms})
+        return api.get(f"/v1/hosts/{uuid}").json()["inventory"]
+
+    seen = report_and_read()
+    assert (seen["totalCpuCapacity"], seen["availableCpuCapacity"]) == (80, 78)
+    assert seen["availableMemoryCapacity"] == 15 * 2**30
+    api.do("PUT", "/v1/global-configurations/host/cpu.overProvisioning.ratio", {"value": 2})
+    with control_plane.db.session() as db:
+        db.get(Host, uuid).available_cpu_capacity = -999  # drift, however it came about
+    seen = report_and_read()
+    assert (seen["totalCpuCapacity"], seen["availableCpuCapacity"]) == (16, 14)

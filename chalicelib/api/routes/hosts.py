@@ -83,10 +83,9 @@ def _fetch(ctx: Context, request: FetchCommandsRequest) -> dict:
 def _report(ctx: Context, request: ReportRequest) -> dict:
     host = ctx.session.get(Host, request.host_uuid)
     commands.record(ctx.session, host.uuid, request.results)
-    interval = tracker.reported(ctx.session, host, request.facts)
     if request.vms is not None:
-        sync_vms(ctx.session, host, request.vms)
-    return {"pingInterval": interval}
+        sync_vms(ctx.session, host, request.vms)  # first: capacity counts the VMs as they are
+    return {"pingInterval": tracker.reported(ctx.session, host, request.facts)}
 
 
 OPERATIONS = [
