@@ -80,3 +80,13 @@ def resource_operations(
             f"Enable or disable a {kind}", asynchronous=True, **common, **serialized,
         ))
     return ops
+
+
+def attachment_operations(
+    attach_name: str, detach_name: str, path: str, request: type[ApiRequest],
+    attach: Runner, detach: Runner, *, what: str, resource: str, tag: str,
+) -> list[Operation]:
+    """POST attaches and DELETE detaches, on the same path (ZStack's shape)."""
+    common = {"asynchronous": True, "admin_only": True, "resource": resource, "tags": (tag,)}
+    return [Operation(attach_name, "POST", path, request, attach, f"Attach {what}", **common),
+            Operation(detach_name, "DELETE", path, request, detach, f"Detach {what}", **common)]

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from chalicelib.api.crud import resource_operations
+from chalicelib.api.crud import attachment_operations, resource_operations
 from chalicelib.api.operation import Operation
 from chalicelib.api.request import ApiRequest, CreateRequest, Description, Name, Uuid
 from chalicelib.db.models import IpRange, L2Network, L3Network
@@ -78,18 +78,13 @@ OPERATIONS = [
               "Create an L2 network on a VLAN of a physical interface", asynchronous=True,
               admin_only=True, resource="L2Network", tags=("l2 network",)),
     *resource_operations(L2Network, "/v1/l2-networks", admin_only=True, tag="l2 network"),
-    Operation("AttachL2NetworkToCluster", "POST",
-              "/v1/l2-networks/{l2NetworkUuid}/clusters/{clusterUuid}",
-              L2NetworkClusterRequest,
-              lambda ctx, r: l2.attach_to_cluster(ctx, r.l2_network_uuid, r.cluster_uuid),
-              "Attach an L2 network to a cluster of its zone", asynchronous=True,
-              admin_only=True, resource="L2Network", tags=("l2 network",)),
-    Operation("DetachL2NetworkFromCluster", "DELETE",
-              "/v1/l2-networks/{l2NetworkUuid}/clusters/{clusterUuid}",
-              L2NetworkClusterRequest,
-              lambda ctx, r: l2.detach_from_cluster(ctx, r.l2_network_uuid, r.cluster_uuid),
-              "Detach an L2 network from a cluster", asynchronous=True, admin_only=True,
-              resource="L2Network", tags=("l2 network",)),
+    *attachment_operations(
+        "AttachL2NetworkToCluster", "DetachL2NetworkFromCluster",
+        "/v1/l2-networks/{l2NetworkUuid}/clusters/{clusterUuid}", L2NetworkClusterRequest,
+        lambda ctx, r: l2.attach_to_cluster(ctx, r.l2_network_uuid, r.cluster_uuid),
+        lambda ctx, r: l2.detach_from_cluster(ctx, r.l2_network_uuid, r.cluster_uuid),
+        what="an L2 network to / from a cluster of its zone", resource="L2Network",
+        tag="l2 network"),
     Operation("CreateL3Network", "POST", "/v1/l3-networks", CreateL3NetworkRequest,
               lambda ctx, r: l3.create_l3_network(ctx, **r.fields()),
               "Create an L3 network on an L2 network", asynchronous=True,

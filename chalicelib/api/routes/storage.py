@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from chalicelib.api.crud import resource_operations
+from chalicelib.api.crud import attachment_operations, resource_operations
 from chalicelib.api.operation import Operation
 from chalicelib.api.request import ApiRequest, CreateRequest, Description, Name, Secret, Uuid
 from chalicelib.db.models import BackupStorage, Image, PrimaryStorage
@@ -69,20 +69,14 @@ OPERATIONS = [
               tags=("primary storage",)),
     *resource_operations(PrimaryStorage, "/v1/primary-storage", admin_only=True,
                          has_state=True, tag="primary storage"),
-    Operation("AttachPrimaryStorageToCluster", "POST",
-              "/v1/clusters/{clusterUuid}/primary-storage/{primaryStorageUuid}",
-              PrimaryStorageClusterRequest,
-              lambda ctx, r: primary.attach_to_cluster(ctx, r.primary_storage_uuid,
-                                                       r.cluster_uuid),
-              "Attach primary storage to a cluster of its zone", asynchronous=True,
-              admin_only=True, resource="PrimaryStorage", tags=("primary storage",)),
-    Operation("DetachPrimaryStorageFromCluster", "DELETE",
-              "/v1/clusters/{clusterUuid}/primary-storage/{primaryStorageUuid}",
-              PrimaryStorageClusterRequest,
-              lambda ctx, r: primary.detach_from_cluster(ctx, r.primary_storage_uuid,
-                                                         r.cluster_uuid),
-              "Detach primary storage from a cluster", asynchronous=True, admin_only=True,
-              resource="PrimaryStorage", tags=("primary storage",)),
+    *attachment_operations(
+        "AttachPrimaryStorageToCluster", "DetachPrimaryStorageFromCluster",
+        "/v1/clusters/{clusterUuid}/primary-storage/{primaryStorageUuid}",
+        PrimaryStorageClusterRequest,
+        lambda ctx, r: primary.attach_to_cluster(ctx, r.primary_storage_uuid, r.cluster_uuid),
+        lambda ctx, r: primary.detach_from_cluster(ctx, r.primary_storage_uuid, r.cluster_uuid),
+        what="primary storage to / from a cluster of its zone", resource="PrimaryStorage",
+        tag="primary storage"),
     Operation("AddImageStoreBackupStorage", "POST", "/v1/backup-storage/image-store",
               AddImageStoreBackupStorageRequest,
               lambda ctx, r: backup.add_backup_storage(ctx, type="ImageStoreBackupStorage",
@@ -91,18 +85,13 @@ OPERATIONS = [
               resource="BackupStorage", tags=("backup storage",)),
     *resource_operations(BackupStorage, "/v1/backup-storage", admin_only=True, has_state=True,
                          tag="backup storage"),
-    Operation("AttachBackupStorageToZone", "POST",
-              "/v1/zones/{zoneUuid}/backup-storage/{backupStorageUuid}",
-              BackupStorageZoneRequest,
-              lambda ctx, r: backup.attach_to_zone(ctx, r.backup_storage_uuid, r.zone_uuid),
-              "Attach backup storage to a zone", asynchronous=True, admin_only=True,
-              resource="BackupStorage", tags=("backup storage",)),
-    Operation("DetachBackupStorageFromZone", "DELETE",
-              "/v1/zones/{zoneUuid}/backup-storage/{backupStorageUuid}",
-              BackupStorageZoneRequest,
-              lambda ctx, r: backup.detach_from_zone(ctx, r.backup_storage_uuid, r.zone_uuid),
-              "Detach backup storage from a zone", asynchronous=True, admin_only=True,
-              resource="BackupStorage", tags=("backup storage",)),
+    *attachment_operations(
+        "AttachBackupStorageToZone", "DetachBackupStorageFromZone",
+        "/v1/zones/{zoneUuid}/backup-storage/{backupStorageUuid}", BackupStorageZoneRequest,
+        lambda ctx, r: backup.attach_to_zone(ctx, r.backup_storage_uuid, r.zone_uuid),
+        lambda ctx, r: backup.detach_from_zone(ctx, r.backup_storage_uuid, r.zone_uuid),
+        what="backup storage to / from a zone", resource="BackupStorage",
+        tag="backup storage"),
     Operation("AddImage", "POST", "/v1/images", AddImageRequest,
               lambda ctx, r: images.add_image(ctx, **r.fields()),
               "Register an image on backup storage", asynchronous=True, resource="Image",
