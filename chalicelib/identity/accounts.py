@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
@@ -55,15 +56,21 @@ def create_account(ctx: Context, *, name: str, password: str, type: str = "Norma
 def update_account(ctx: Context, uuid: str, *, name: str | None = None,
                    description: str | None = None, password: str | None = None) -> Account:
     account = get_account(ctx, uuid)
-    if name is not None:
-        _unique_account_name(ctx.session, name, exclude=uuid)
-        account.name = name
+    _change(ctx, account, name, description, password,
+            lambda new: _unique_account_name(ctx.session, new, exclude=uuid))
+    return account
+
+
+def _change(ctx: Context, target: Account | User, name: str | None, description: str | None,
+            password: str | None, name_is_free: Callable[[str], None]) -> None:
+    if name is not None and name != target.name:
+        name_is_free(name)
+        target.name = name
     if description is not None:
-        account.description = description
+        target.description = description
     if password is not None:
         check_password(ctx.session, password)
-        account.password_hash = hash_password(password)
-    return account
+        target.password_hash = hash_password(password)
 
 
 def get_account(ctx: Context, uuid: str) -> Account:
@@ -117,10 +124,7 @@ def owned_resource_counts(db: DbSession, account_uuid: str) -> dict[str, int]:
 
 
 def create_user(ctx: Context, *, name: str, password: str, description: str | None = None) -> User:
-    if ctx.session.scalars(select(User.uuid).where(
-            User.account_uuid == ctx.caller.account_uuid, User.name == name)).first():
-        raise Conflict(f"a user named {name!r} already exists in this account",
-                       details={"field": "name", "name": name})
+    _unique_user_name(ctx.session, ctx.caller.account_uuid, name)
     check_password(ctx.session, password)
     user = User(name=name, password_hash=hash_password(password), description=description,
                 account_uuid=ctx.caller.account_uuid)
@@ -131,18 +135,16 @@ def create_user(ctx: Context, *, name: str, password: str, description: str | No
 def update_user(ctx: Context, uuid: str, *, name: str | None = None,
                 description: str | None = None, password: str | None = None) -> User:
     user = get_visible(ctx, User, uuid, field="uuid")
-    if name is not None and name != user.name:
-        if ctx.session.scalars(select(User.uuid).where(
-                User.account_uuid == user.account_uuid, User.name == name)).first():
-            raise Conflict(f"a user named {name!r} already exists in this account",
-                           details={"field": "name", "name": name})
-        user.name = name
-    if description is not None:
-        user.description = description
-    if password is not None:
-        check_password(ctx.session, password)
-        user.password_hash = hash_password(password)
+    _change(ctx, user, name, description, password,
+            lambda new: _unique_user_name(ctx.session, user.account_uuid, new))
     return user
+
+
+def _unique_user_name(db: DbSession, account_uuid: str, name: str) -> None:
+    if db.scalars(select(User.uuid).where(User.account_uuid == account_uuid,
+                                          User.name == name)).first():
+        raise Conflict(f"a user named {name!r} already exists in this account",
+                       details={"field": "name", "name": name})
 
 
 def ensure_admin(db: DbSession, password: str | None) -> str | None:
