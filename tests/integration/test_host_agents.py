@@ -2,6 +2,7 @@
 one-time tokens, token-scoped calls, command delivery, reports, host status, VM state sync."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -183,3 +184,28 @@ def test_capacity_is_facts_times_ratio_less_what_running_vms_hold(api, cluster, 
         db.get(Host, uuid).available_cpu_capacity = -999  # drift, however it came about
     seen = report_and_read()
     assert (seen["totalCpuCapacity"], seen["availableCpuCapacity"]) == (16, 14)
+
+
+def test_a_fleet_of_simulated_agents_connects_through_the_api(api, cluster, wsgi_app, tmp_path):
+    import httpx
+
+    from hostagent.fleet import Fleet, read_hosts
+    from hostagent.http_transport import HttpTransport
+
+    hosts = [add_host(api, cluster, f"fleet-{n}")[0] for n in range(3)]
+    # Short report intervals keep each agent's long poll short, so the fleet stops quickly.
+    api.do("PUT", "/v1/global-configurations/host/ping.interval", {"value": 1})
+    listing = tmp_path / "hosts.txt"
+    listing.write_text("# uuid token\n" + "".join(f"{h['uuid']} {h['agentToken']}\n"
+                                                   for h in hosts))
+    fleet = Fleet(read_hosts(listing), lambda host: HttpTransport(
+        "http://aerie", host.uuid, host.token, http=httpx.WSGITransport(app=wsgi_app)))
+    fleet.start()
+    try:
+        deadline = time.monotonic() + 15
+        while {api.get(f"/v1/hosts/{h['uuid']}").json()["inventory"]["status"]
+               for h in hosts} != {"Connected"}:
+            assert time.monotonic() < deadline, "the fleet's hosts did not connect"
+            time.sleep(0.05)
+    finally:
+        fleet.close()
