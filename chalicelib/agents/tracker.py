@@ -33,7 +33,8 @@ FACT_COLUMNS = {"cpuNum": "cpu_num", "architecture": "architecture", "osVersion"
                 "qemuVersion": "qemu_version"}
 
 
-def _set_status(host: Host, status: str) -> None:
+def set_status(host: Host, status: str) -> None:
+    """Every host status change goes through here, so each is announced."""
     if host.status != status:
         previous, host.status = host.status, status
         events.publish("host.status.changed", {"hostUuid": host.uuid, "from": previous,
@@ -52,7 +53,7 @@ def reported(db: Session, host: Host, facts: dict[str, Any] | None,
         memory, cpus = facts.get("memoryBytes"), facts.get("cpuNum")
         refresh_capacity(db, host, cpus if isinstance(cpus, int) and cpus > 0 else None,
                          memory if isinstance(memory, int) and memory > 0 else None)
-    _set_status(host, "Connected")
+    set_status(host, "Connected")
     return interval if interval is not None else get_value(db, PING_INTERVAL)
 
 
@@ -67,7 +68,7 @@ def track(db: Session, now: datetime | None = None) -> list[str]:
     silent = list(db.scalars(select(Host).where(
         Host.status.in_(("Connected", "Connecting")), Host.last_report_date < cutoff)))
     for host in silent:
-        _set_status(host, "Disconnected")
+        set_status(host, "Disconnected")
     return [host.uuid for host in silent]
 
 

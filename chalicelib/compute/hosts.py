@@ -7,6 +7,7 @@ from typing import Any
 from chalicelib.agents import commands
 from chalicelib.agents.protocol import CONNECT
 from chalicelib.agents.tokens import new_token
+from chalicelib.agents.tracker import set_status
 from chalicelib.context import Context
 from chalicelib.db.inventory import to_inventory
 from chalicelib.db.models import Cluster, Host
@@ -60,6 +61,7 @@ def add_simulator_host(ctx: Context, *, cluster_uuid: str, name: str, descriptio
 
 def reconnect_host(ctx: Context, uuid: str) -> Host:
     host = get_visible(ctx, Host, uuid)
-    host.status = "Connecting" if host.status != "Connected" else host.status
+    if host.status != "Connected":
+        set_status(host, "Connecting")
     commands.send(ctx.session, host.uuid, CONNECT)
     return host
