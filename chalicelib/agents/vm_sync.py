@@ -14,10 +14,14 @@ from chalicelib.ops.levels import signature_of
 SETTLED = ("Running", "Stopped", "Paused", "Unknown")
 
 
-def _busy(db: Session, vm_uuid: str) -> bool:
-    return db.scalar(select(ApiJob.uuid).where(
-        ApiJob.signature == signature_of("vm", vm_uuid),
-        ApiJob.state.in_(("Waiting", "Running"))).limit(1)) is not None
+def _busy(db: Session, vm_uuids: list[str]) -> set[str]:
+    """Those of the VMs with an operation queued or running, in one query."""
+    signatures = {signature_of("vm", uuid): uuid for uuid in vm_uuids}
+    if not signatures:
+        return set()
+    return {signatures[signature] for signature in db.scalars(
+        select(ApiJob.signature).where(ApiJob.signature.in_(signatures),
+                                       ApiJob.state.in_(("Waiting", "Running"))))}
 
 
 def sync_vms(db: Session, host: Host, reported: list[ReportedVm]) -> list[str]:
@@ -25,11 +29,14 @@ def sync_vms(db: Session, host: Host, reported: list[ReportedVm]) -> list[str]:
     on_host = {vm.uuid: vm for vm in db.scalars(
         select(VmInstance).where(VmInstance.host_uuid == host.uuid))}
     seen = {vm.uuid: vm.state for vm in reported}
+    differing = {uuid: vm for uuid, vm in on_host.items()
+                 if vm.state in SETTLED and vm.state != seen.get(uuid, "Stopped")}
+    busy = _busy(db, list(differing))
     changed = []
-    for uuid, vm in on_host.items():
-        actual = seen.get(uuid, "Stopped")  # defined on the host no more: not running
-        if vm.state == actual or vm.state not in SETTLED or _busy(db, uuid):
+    for uuid, vm in differing.items():
+        if uuid in busy:
             continue
+        actual = seen.get(uuid, "Stopped")  # defined on the host no more: not running
         previous, vm.state = vm.state, actual
         changed.append(uuid)
         events.publish("vm.state.changed", {"vmUuid": uuid, "hostUuid": host.uuid,
