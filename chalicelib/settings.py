@@ -20,6 +20,9 @@ class Settings:
     http_threads: int = 16
     public_url: str | None = None  # how hosts reach the API, if not at the listen address
     agent_queue_prefix: str = "aerie-host-"  # serverless: one SQS queue per host
+    # Serverless: the role whose credentials, narrowed to one host's queue, agents receive.
+    agent_role_arn: str | None = None
+    agent_credentials_seconds: int = 3600
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
@@ -65,6 +68,8 @@ class Settings:
             http_threads=int(env.get("AERIE_HTTP_THREADS", "16")),
             public_url=env.get("AERIE_PUBLIC_URL") or None,
             agent_queue_prefix=env.get("AERIE_AGENT_QUEUE_PREFIX", "aerie-host-"),
+            agent_role_arn=env.get("AERIE_AGENT_ROLE_ARN") or None,
+            agent_credentials_seconds=int(env.get("AERIE_AGENT_CREDENTIALS_SECONDS", "3600")),
             tls_cert_file=env.get("AERIE_TLS_CERT") or None,
             tls_key_file=env.get("AERIE_TLS_KEY") or None,
         )

@@ -32,8 +32,9 @@ class AgentConfig:
     domain_type: str | None = None
     state_dir: Path = field(default_factory=lambda: default_state_dir())
     log_level: str = "INFO"
-    # Serverless: commands come from this SQS queue (the host's own); reports still go to --url.
-    sqs_queue_url: str | None = None
+    # Serverless: commands come from the host's own SQS queue, with credentials the control
+    # plane issues for that queue alone; reports still go to --url.
+    sqs: bool = False
     simulator: SimulatorOptions = field(default_factory=SimulatorOptions)
 
     @property
@@ -66,7 +67,7 @@ def parse_config(argv: Sequence[str] | None = None,
         driver=options.driver, libvirt_uri=options.libvirt_uri,
         domain_type=options.domain_type or None,
         state_dir=Path(options.state_dir) if options.state_dir else default_state_dir(),
-        log_level=options.log_level.upper(), sqs_queue_url=options.sqs_queue_url or None,
+        log_level=options.log_level.upper(), sqs=options.sqs,
         simulator=SimulatorOptions(
             cpu_num=options.sim_cpu_num, memory_bytes=options.sim_memory_bytes,
             latency=options.sim_latency, failure_probability=options.sim_failure_probability,
@@ -92,9 +93,10 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", default=default("STATE_DIR"),
                         help=f"where the command journal lives (default {default_state_dir()})")
     parser.add_argument("--log-level", default=default("LOG_LEVEL", "INFO"))
-    parser.add_argument("--sqs-queue-url", default=default("SQS_QUEUE_URL"),
-                        help="take commands from this SQS queue (serverless control plane); "
-                             "AWS credentials come from the usual boto3 sources")
+    parser.add_argument("--sqs", action="store_true",
+                        default=str(default("SQS", "")).lower() in ("1", "true", "yes"),
+                        help="take commands from the host's SQS queue (serverless control "
+                             "plane), with credentials the control plane issues for it")
     group = parser.add_argument_group("simulator driver")
     group.add_argument("--sim-cpu-num", type=int, default=default("SIM_CPU_NUM", sim.cpu_num))
     group.add_argument("--sim-memory-bytes", type=int,

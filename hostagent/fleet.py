@@ -4,10 +4,11 @@ like any other — for load tests of a serverless or remote control plane.
 
     aerie-fleet --url URL --hosts FILE [--sqs]
 
-FILE has one host a line: ``<host uuid> <agent token> [<sqs queue url>]`` (the uuid and
-token from AddKvmHost with deployAgent=false). Each agent runs on a thread of its own, so a
-fleet is meant for hundreds of hosts; the embedded control plane runs its own simulator hosts
-in bulk instead (AddSimulatorHost).
+FILE has one host a line: ``<host uuid> <agent token>`` (from AddKvmHost with
+deployAgent=false); with ``--sqs`` each agent takes its commands from its host's queue with
+the credentials the control plane issues it, as ``aerie-agent --sqs`` does. Each agent runs
+on a thread of its own, so a fleet is meant for hundreds of hosts; the embedded control plane
+runs its own simulator hosts in bulk instead (AddSimulatorHost).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from hostagent.agent import Agent
 from hostagent.drivers.simulator import SimulatorDriver
 from hostagent.http_transport import HttpTransport
+from hostagent.main import sqs_transport
 from hostagent.transport import Transport
 
 log = logging.getLogger("hostagent.fleet")
@@ -32,7 +34,6 @@ log = logging.getLogger("hostagent.fleet")
 class FleetHost:
     uuid: str
     token: str
-    queue_url: str | None = None
 
 
 def read_hosts(path: Path) -> list[FleetHost]:
@@ -41,8 +42,8 @@ def read_hosts(path: Path) -> list[FleetHost]:
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
-        if len(fields) not in (2, 3):
-            raise ValueError(f"{path}:{number}: expected '<host uuid> <token> [<queue url>]'")
+        if len(fields) != 2:
+            raise ValueError(f"{path}:{number}: expected '<host uuid> <token>'")
         hosts.append(FleetHost(*fields))
     return hosts
 
@@ -72,17 +73,7 @@ def http_transports(url: str) -> Callable[[FleetHost], Transport]:
 
 
 def sqs_transports(url: str) -> Callable[[FleetHost], Transport]:
-    import boto3
-
-    from hostagent.sqs_transport import SqsTransport
-
-    sqs = boto3.client("sqs")
-
-    def make(host: FleetHost) -> Transport:
-        if not host.queue_url:
-            raise ValueError(f"host {host.uuid} has no queue url in the hosts file")
-        return SqsTransport(sqs, host.queue_url, HttpTransport(url, host.uuid, host.token))
-    return make
+    return lambda host: sqs_transport(HttpTransport(url, host.uuid, host.token))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,11 +9,14 @@ from hostagent.protocol import (
     WAIT_SECONDS_PARAM,
     Command,
     ProtocolError,
+    QueueAccessGrant,
     Report,
     authorization,
     commands_path,
     parse_commands,
     parse_ping_interval,
+    parse_queue_access,
+    queue_path,
     reports_path,
 )
 from hostagent.transport import RejectedError, TransportError
@@ -52,6 +55,14 @@ class HttpTransport:
             return parse_ping_interval(response.json())
         except ValueError:
             return None
+
+    def fetch_queue_access(self) -> QueueAccessGrant:
+        """The host's command queue and fresh credentials for it (serverless)."""
+        response = self._request("GET", queue_path(self.host_uuid))
+        try:
+            return parse_queue_access(response.json())
+        except (ValueError, ProtocolError) as exc:
+            raise TransportError(f"unreadable queue access response: {exc}") from exc
 
     def close(self) -> None:
         self._client.close()

@@ -12,6 +12,7 @@ from hostagent.config import AgentConfig, parse_config
 from hostagent.drivers.base import Driver
 from hostagent.http_transport import HttpTransport
 from hostagent.journal import CommandJournal
+from hostagent.transport import Transport
 
 log = logging.getLogger("hostagent")
 
@@ -33,6 +34,13 @@ def build_driver(config: AgentConfig) -> Driver:
     return LibvirtDriver(config.libvirt_uri, domain_type=config.domain_type)
 
 
+def sqs_transport(control_plane: HttpTransport) -> Transport:
+    from hostagent.queue_access import IssuedQueueAccess
+    from hostagent.sqs_transport import SqsTransport
+
+    return SqsTransport(IssuedQueueAccess(control_plane.fetch_queue_access), control_plane)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
@@ -43,12 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("the %s driver cannot load: %s (install libvirt-python)", config.driver, exc)
         return 2
     transport = HttpTransport(config.url, config.host_uuid, config.token)
-    if config.sqs_queue_url:
-        import boto3
-
-        from hostagent.sqs_transport import SqsTransport
-
-        transport = SqsTransport(boto3.client("sqs"), config.sqs_queue_url, transport)
+    if config.sqs:
+        transport = sqs_transport(transport)
     agent = Agent(driver, transport, journal=CommandJournal(config.journal_path))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

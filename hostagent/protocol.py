@@ -8,7 +8,11 @@ Fetch:  ``GET {url}/v1/hosts/{hostUuid}/agent/commands?waitSeconds=N`` (0 <= N <
 Report: ``POST {url}/v1/hosts/{hostUuid}/agent/reports``
         body ``{"results": [CommandResult], "facts": HostFacts | null, "vms": [VmReport] | null}``
         -> 200 ``{"pingInterval": int}``
-Both carry ``Authorization: Agent <token>``.
+Queue:  ``GET {url}/v1/hosts/{hostUuid}/agent/queue`` (serverless control planes only)
+        -> 200 ``{"queueUrl": str, "region": str, "credentials": {"accessKeyId",
+        "secretAccessKey", "sessionToken", "expiration" (ISO 8601)}}``: credentials that can
+        read and delete the host's own command queue and nothing else.
+All carry ``Authorization: Agent <token>``.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Any, NotRequired, TypedDict
 AUTH_SCHEME = "Agent"
 COMMANDS_PATH = "/v1/hosts/{host_uuid}/agent/commands"
 REPORTS_PATH = "/v1/hosts/{host_uuid}/agent/reports"
+QUEUE_PATH = "/v1/hosts/{host_uuid}/agent/queue"
 WAIT_SECONDS_PARAM = "waitSeconds"
 MAX_WAIT_SECONDS = 20
 DEFAULT_PING_INTERVAL = 60
@@ -78,6 +83,19 @@ class HostFacts(TypedDict):
     hostname: str
 
 
+class QueueCredentials(TypedDict):
+    accessKeyId: str
+    secretAccessKey: str
+    sessionToken: str
+    expiration: str
+
+
+class QueueAccessGrant(TypedDict):
+    queueUrl: str
+    region: str
+    credentials: QueueCredentials
+
+
 class Report(TypedDict):
     results: list[CommandResult]
     facts: HostFacts | None
@@ -98,6 +116,24 @@ def commands_path(host_uuid: str) -> str:
 
 def reports_path(host_uuid: str) -> str:
     return REPORTS_PATH.format(host_uuid=host_uuid)
+
+
+def queue_path(host_uuid: str) -> str:
+    return QUEUE_PATH.format(host_uuid=host_uuid)
+
+
+def parse_queue_access(body: Any) -> QueueAccessGrant:
+    expected = ("expected {queueUrl, region, credentials: {accessKeyId, secretAccessKey, "
+                "sessionToken, expiration}}")
+    try:
+        credentials = body["credentials"]
+        values = [body["queueUrl"], body["region"],
+                  *(credentials[key] for key in QueueCredentials.__annotations__)]
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(expected) from exc
+    if not all(isinstance(value, str) and value for value in values):
+        raise ProtocolError(expected)
+    return body
 
 
 def ok_result(command_id: str, result: dict[str, Any]) -> CommandResult:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from hostagent.protocol import Command, ProtocolError, Report, parse_commands
+from hostagent.queue_access import QueueAccess
 from hostagent.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -21,20 +21,21 @@ MAX_MESSAGES = 10
 
 
 class SqsTransport:
-    def __init__(self, sqs_client: Any, queue_url: str, reports: Transport, *,
+    def __init__(self, queue: QueueAccess, reports: Transport, *,
                  max_wait_seconds: int = MAX_WAIT_SECONDS) -> None:
         self._max_wait = min(max_wait_seconds, MAX_WAIT_SECONDS)
-        self._sqs = sqs_client
-        self._queue_url = queue_url
+        self._queue = queue
         self._reports = reports
         self._receipts: dict[str, str] = {}  # command id → receipt handle, until reported
 
     def fetch_commands(self, wait_seconds: int) -> list[Command]:
+        sqs, url = self._queue.client()
         try:
-            reply = self._sqs.receive_message(
-                QueueUrl=self._queue_url, MaxNumberOfMessages=MAX_MESSAGES,
+            reply = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=MAX_MESSAGES,
                 WaitTimeSeconds=max(0, min(wait_seconds, self._max_wait)))
         except Exception as exc:  # noqa: BLE001 - botocore's errors are many; all retryable
+            self._queue.forget()
             raise TransportError(f"cannot receive from the host's queue: {exc}") from exc
         commands: list[Command] = []
         for message in reply.get("Messages", []):
@@ -42,11 +43,12 @@ class SqsTransport:
                 found, problems = parse_commands({"commands": [json.loads(message["Body"])]})
             except (ValueError, ProtocolError) as exc:
                 found, problems = [], [str(exc)]
+            receipt = message["ReceiptHandle"]
             for problem in problems:
                 log.error("dropping an unreadable command message: %s", problem)
-                self._delete(message["ReceiptHandle"])
+                self._delete(receipt)
             for command in found:
-                self._receipts[command["id"]] = message["ReceiptHandle"]
+                self._receipts[command["id"]] = receipt
                 commands.append(command)
         return commands
 
@@ -60,7 +62,8 @@ class SqsTransport:
 
     def _delete(self, receipt: str) -> None:
         try:
-            self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt)
+            sqs, url = self._queue.client()
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
         except Exception as exc:  # noqa: BLE001 - it comes back; the journal absorbs it
             log.warning("could not delete a finished command's message (%s); it will be "
                         "delivered again and answered from the journal", exc)

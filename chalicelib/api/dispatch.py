@@ -117,7 +117,7 @@ def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
             with runtime.db.session() as db:
                 caller = _caller(db, op, call)
             request = _parse(op, call)
-            ctx = Context(None, caller, database=runtime.db)
+            ctx = Context(None, caller, database=runtime.db, agents=runtime.agents)
             return Reply(200, render_reply(op.execute(ctx, request)))
         with runtime.db.session() as db:
             caller = _caller(db, op, call)

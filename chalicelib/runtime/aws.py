@@ -3,13 +3,16 @@ from its signature); the consumer Lambda in app.py runs it while holding the gro
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import boto3
 from sqlalchemy import select
 
+from chalicelib.agents.queue_access import queue_policy, session_name
 from chalicelib.db.base import utcnow
 from chalicelib.db.database import Database
 from chalicelib.db.models import AgentCommand
+from chalicelib.errors import Conflict
 from chalicelib.ops.sqs import SqsFifoQueue
 from chalicelib.settings import Settings
 
@@ -24,14 +27,18 @@ class SqsJobRunner:
 
 class SqsAgentChannel:
     """Commands reach serverless agents on one SQS queue per host (``<prefix><host uuid>``,
-    made on first use); each agent's credentials can then be scoped to its own queue."""
+    made on first use); each agent reads its own with credentials scoped to it alone."""
 
     BATCH = 500
 
-    def __init__(self, db: Database, sqs_client, prefix: str) -> None:
+    def __init__(self, db: Database, sqs_client, prefix: str, sts_client=None,
+                 agent_role_arn: str | None = None, credentials_seconds: int = 3600) -> None:
         self._db = db
         self._sqs = sqs_client
+        self._sts = sts_client
         self._prefix = prefix
+        self._agent_role_arn = agent_role_arn
+        self._credentials_seconds = credentials_seconds
         self._queue_urls: dict[str, str] = {}
 
     def queue_url(self, host_uuid: str) -> str:
@@ -39,6 +46,23 @@ class SqsAgentChannel:
             self._queue_urls[host_uuid] = self._sqs.create_queue(
                 QueueName=f"{self._prefix}{host_uuid}")["QueueUrl"]
         return self._queue_urls[host_uuid]
+
+    def queue_access(self, host_uuid: str) -> dict[str, Any]:
+        if not self._agent_role_arn or self._sts is None:
+            raise Conflict("this control plane has no agent role (AERIE_AGENT_ROLE_ARN), so "
+                           "it cannot issue queue credentials to agents; deploy infra/ or "
+                           "set it", code="AgentRoleMissing")
+        url = self.queue_url(host_uuid)
+        arn = self._sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        issued = self._sts.assume_role(
+            RoleArn=self._agent_role_arn, RoleSessionName=session_name(host_uuid),
+            Policy=json.dumps(queue_policy(arn)),
+            DurationSeconds=self._credentials_seconds)["Credentials"]
+        return {"queueUrl": url, "region": arn.split(":")[3], "credentials": {
+            "accessKeyId": issued["AccessKeyId"], "secretAccessKey": issued["SecretAccessKey"],
+            "sessionToken": issued["SessionToken"],
+            "expiration": issued["Expiration"].isoformat()}}
 
     def deliver_pending(self) -> int:
         with self._db.session() as db:
@@ -61,5 +85,6 @@ class AwsRuntime:
         self.settings = settings
         self.db = Database(settings.db_url)
         self.jobs = SqsJobRunner(settings.jobs_queue_url)
-        self.agents = SqsAgentChannel(self.db, boto3.client("sqs"),
-                                      settings.agent_queue_prefix)
+        self.agents = SqsAgentChannel(
+            self.db, boto3.client("sqs"), settings.agent_queue_prefix, boto3.client("sts"),
+            settings.agent_role_arn, settings.agent_credentials_seconds)

@@ -1,7 +1,7 @@
 """The ports a runtime provides. Domain and API code see only these."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib.db.database import Database
 
@@ -16,6 +16,10 @@ class AgentChannel(Protocol):
     def deliver_pending(self) -> int:
         """Hand agents the commands queued for them, where agents do not fetch them from the
         database themselves. Returns how many were handed over."""
+
+    def queue_access(self, host_uuid: str) -> dict[str, Any]:
+        """Where the host's agent takes its commands from and credentials that allow that
+        and nothing else; a Conflict where agents fetch commands over HTTPS instead."""
 
 
 class Runtime(Protocol):

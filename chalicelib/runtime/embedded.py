@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from sqlalchemy import select
 
@@ -12,6 +13,7 @@ from chalicelib.api.jobs import Lookup, interrupt_job, run_job
 from chalicelib.api.registry import operation
 from chalicelib.db.database import Database
 from chalicelib.db.models import ApiJob
+from chalicelib.errors import Conflict
 from chalicelib.ops import Release, Ticket
 from chalicelib.ops.levels import level_of
 from chalicelib.ops.local import LocalQueue
@@ -74,6 +76,11 @@ class AgentsFetchThemselves:
 
     def deliver_pending(self) -> int:
         return 0
+
+    def queue_access(self, host_uuid: str) -> dict[str, Any]:
+        raise Conflict("this control plane is embedded: its agents fetch their commands over "
+                       "HTTPS (without --sqs) and need no queue or AWS credentials",
+                       code="NoAgentQueue")
 
 
 class EmbeddedRuntime:

@@ -2,6 +2,8 @@
 moto stands in for SQS; the handlers are the real ones from app.py."""
 from __future__ import annotations
 
+import json
+
 import boto3
 import httpx
 import pytest
@@ -14,6 +16,10 @@ from chalicelib.runtime.wsgi import ChaliceWsgiApp
 from chalicelib.settings import Settings
 from tests.support.api import ApiClient
 
+AGENT_ROLE_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+    "Action": "sts:AssumeRole"}]}
+
 
 @pytest.fixture
 def aws(db_url, tmp_path, monkeypatch):
@@ -22,8 +28,12 @@ def aws(db_url, tmp_path, monkeypatch):
     with mock_aws():
         queue_url = boto3.client("sqs").create_queue(
             QueueName="aerie-operations.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        role_arn = boto3.client("iam").create_role(
+            RoleName="aerie-agent", AssumeRolePolicyDocument=json.dumps(AGENT_ROLE_TRUST),
+        )["Role"]["Arn"]
         settings = Settings.from_env({"AERIE_DB_URL": db_url, "AERIE_RUNTIME": "aws",
                                       "AERIE_JOBS_QUEUE_URL": queue_url,
+                                      "AERIE_AGENT_ROLE_ARN": role_arn,
                                       "AERIE_VAR_DIR": str(tmp_path)})
         serverless = AwsRuntime(settings)
         runtime.install(serverless)
@@ -106,48 +116,122 @@ def test_a_level_n_signature_spreads_over_n_message_groups(aws):
     assert seen == 40
 
 
-def test_a_serverless_agent_gets_commands_on_its_queue_and_reports_through_the_api(aws):
-    """AddKvmHost's `connect` travels: job consumer → the host's SQS queue → the agent's SQS
-    transport → the simulator → a report through the same Chalice app → host Connected."""
+class Serverless:
+    """The app as API Gateway and the consumer Lambda would run it, with a job pump."""
+
+    def __init__(self, http: httpx.Client, jobs_queue: str) -> None:
+        import app as chalice_app
+
+        self.app = chalice_app
+        self.api = ApiClient(http)
+        self.api.login()
+        self.sqs = boto3.client("sqs")
+        self.jobs_queue = jobs_queue
+
+    def do(self, method: str, path: str, body: dict) -> dict:
+        accepted = self.api.request(method, path, json=body).json()
+        while batch := self.sqs.receive_message(QueueUrl=self.jobs_queue).get("Messages"):
+            _deliver(self.app, [m["Body"] for m in batch])
+            for message in batch:
+                self.sqs.delete_message(QueueUrl=self.jobs_queue,
+                                        ReceiptHandle=message["ReceiptHandle"])
+        job = self.api.get(f"/v1/api-jobs/{accepted['jobUuid']}").json()
+        assert job["state"] == "Succeeded", job
+        return job["result"]
+
+    def add_hosts(self, count: int) -> list[dict]:
+        zone = self.do("POST", "/v1/zones", {"name": "z"})["uuid"]
+        cluster = self.do("POST", "/v1/clusters", {"zoneUuid": zone, "name": "c"})["uuid"]
+        return [self.do("POST", "/v1/hosts/kvm", {
+            "clusterUuid": cluster, "name": f"kvm-{n}", "managementIp": f"10.0.0.{n + 5}",
+            "deployAgent": False}) for n in range(count)]
+
+
+@pytest.fixture
+def serverless(aws):
     import app as chalice_app
-    from hostagent.agent import Agent
-    from hostagent.drivers.simulator import SimulatorDriver
-    from hostagent.http_transport import HttpTransport
-    from hostagent.sqs_transport import SqsTransport
 
     wsgi = ChaliceWsgiApp(chalice_app.app)
     with httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://aerie") as http:
-        api = ApiClient(http)
-        api.login()
-        sqs = boto3.client("sqs")
+        yield Serverless(http, aws)
 
-        def run_queued_jobs() -> None:
-            while batch := sqs.receive_message(QueueUrl=aws).get("Messages"):
-                _deliver(chalice_app, [m["Body"] for m in batch])
-                for message in batch:
-                    sqs.delete_message(QueueUrl=aws, ReceiptHandle=message["ReceiptHandle"])
 
-        api.request("POST", "/v1/zones", json={"name": "z"})
-        run_queued_jobs()
-        zone = api.get("/v1/zones").json()["inventories"][0]["uuid"]
-        api.request("POST", "/v1/clusters", json={"zoneUuid": zone, "name": "c"})
-        run_queued_jobs()
-        cluster = api.get("/v1/clusters").json()["inventories"][0]["uuid"]
-        accepted = api.request("POST", "/v1/hosts/kvm", json={
-            "clusterUuid": cluster, "name": "kvm-1", "managementIp": "10.0.0.5",
-            "deployAgent": False}).json()
-        run_queued_jobs()
-        host = api.get(f"/v1/api-jobs/{accepted['jobUuid']}").json()["result"]
+def test_a_serverless_agent_gets_commands_on_its_queue_and_reports_through_the_api(serverless):
+    """AddKvmHost's `connect` travels: job consumer → the host's SQS queue → the agent's SQS
+    transport (with the credentials the control plane issued it) → the simulator → a report
+    through the same Chalice app → host Connected."""
+    from hostagent.agent import Agent
+    from hostagent.drivers.simulator import SimulatorDriver
+    from hostagent.http_transport import HttpTransport
+    from hostagent.main import sqs_transport
 
-        queue_url = runtime.current().agents.queue_url(host["uuid"])
-        reports = HttpTransport("http://aerie", host["uuid"], host["agentToken"],
-                                http=httpx.WSGITransport(app=wsgi))
-        agent = Agent(SimulatorDriver(), SqsTransport(sqs, queue_url, reports,
-                                                      max_wait_seconds=0))
-        commands = agent.transport.fetch_commands(0)
-        assert [c["name"] for c in commands] == ["connect"]
-        agent.execute(commands)
-        agent.sync()  # reports the result, with facts and VMs
-        inventory = api.get(f"/v1/hosts/{host['uuid']}").json()["inventory"]
-        assert inventory["status"] == "Connected"
-        assert sqs.receive_message(QueueUrl=queue_url).get("Messages") is None
+    (host,) = serverless.add_hosts(1)
+    reports = HttpTransport("http://aerie", host["uuid"], host["agentToken"],
+                            http=httpx.WSGITransport(app=ChaliceWsgiApp(serverless.app.app)))
+    agent = Agent(SimulatorDriver(), sqs_transport(reports))
+    commands = agent.transport.fetch_commands(0)
+    assert [c["name"] for c in commands] == ["connect"]
+    agent.execute(commands)
+    agent.sync()  # reports the result, with facts and VMs
+    inventory = serverless.api.get(f"/v1/hosts/{host['uuid']}").json()["inventory"]
+    assert inventory["status"] == "Connected"
+    queue_url = runtime.current().agents.queue_url(host["uuid"])
+    assert serverless.sqs.receive_message(QueueUrl=queue_url).get("Messages") is None
+
+
+def _session_policy(access_key_id: str):
+    """The session policy STS (moto) recorded for these credentials, and the session."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sts.models import sts_backends
+
+    (session,) = [role for role in sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles
+                  if role.access_key_id == access_key_id]
+    return session
+
+
+def test_an_agent_is_issued_credentials_for_its_own_queue_and_nothing_else(serverless):
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    mine, other = serverless.add_hosts(2)
+    reply = serverless.api.request(
+        "GET", f"/v1/hosts/{mine['uuid']}/agent/queue", token="",
+        headers={"Authorization": f"Agent {mine['agentToken']}"})
+    assert reply.status_code == 200, reply.text
+    grant = reply.json()
+    channel = runtime.current().agents
+    assert grant["queueUrl"] == channel.queue_url(mine["uuid"])
+
+    session = _session_policy(grant["credentials"]["accessKeyId"])
+    assert session.role_arn.endswith(":role/aerie-agent")
+    assert mine["uuid"] in session.session_name  # CloudTrail names the host
+
+    def arn(host: dict) -> str:
+        return serverless.sqs.get_queue_attributes(
+            QueueUrl=channel.queue_url(host["uuid"]),
+            AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    policy = IAMPolicy(session.policy)
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+        assert policy.is_action_permitted(action, arn(mine)) == PermissionResult.PERMITTED
+        assert policy.is_action_permitted(action, arn(other)) != PermissionResult.PERMITTED
+    for action in ("sqs:SendMessage", "sqs:PurgeQueue", "sqs:DeleteQueue", "sqs:CreateQueue",
+                   "sqs:SetQueueAttributes"):
+        assert policy.is_action_permitted(action, arn(mine)) != PermissionResult.PERMITTED
+    assert policy.is_action_permitted("sts:AssumeRole", "*") != PermissionResult.PERMITTED
+
+    # Another host's token gets nothing for this host.
+    stolen = serverless.api.request(
+        "GET", f"/v1/hosts/{mine['uuid']}/agent/queue", token="",
+        headers={"Authorization": f"Agent {other['agentToken']}"})
+    assert stolen.status_code == 403
+
+
+def test_without_an_agent_role_no_credentials_are_issued(aws):
+    from chalicelib.errors import Conflict
+    from chalicelib.runtime.aws import SqsAgentChannel
+
+    channel = SqsAgentChannel(runtime.current().db, boto3.client("sqs"), "aerie-host-",
+                              boto3.client("sts"), agent_role_arn=None)
+    with pytest.raises(Conflict, match="AERIE_AGENT_ROLE_ARN") as refused:
+        channel.queue_access("h1")
+    assert refused.value.code == "AgentRoleMissing"

@@ -209,3 +209,11 @@ def test_a_fleet_of_simulated_agents_connects_through_the_api(api, cluster, wsgi
             time.sleep(0.05)
     finally:
         fleet.close()
+
+
+def test_an_embedded_control_plane_issues_no_queue_credentials(api, cluster):
+    host, _ = add_host(api, cluster)
+    reply = agent_call(api, "GET", host["uuid"], host["agentToken"], "queue")
+    assert reply.status_code == 409
+    assert reply.json()["error"]["code"] == "NoAgentQueue"
+    assert "over HTTPS" in reply.json()["error"]["message"]

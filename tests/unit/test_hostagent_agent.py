@@ -1,11 +1,14 @@
-"""The agent loop against an in-memory transport and the simulator, on a fake clock."""
+"""The agent loop with the simulator on a fake clock, over both transports it has in
+production terms: in memory (as the HTTP transport behaves) and SQS (moto)."""
 from __future__ import annotations
 
 import logging
 import random
 import threading
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from hostagent.agent import Agent
 from hostagent.backoff import Backoff
@@ -14,6 +17,7 @@ from hostagent.journal import CommandJournal
 from hostagent.memory_transport import MemoryTransport
 from hostagent.protocol import DEFAULT_PING_INTERVAL, MAX_WAIT_SECONDS
 from hostagent.transport import RejectedError, TransportError
+from tests.support.agent_transports import SqsHarness
 
 VM_UUID = "0b5c4d0e8a3f4c2e9d1a6b7c8d9e0f1a"
 VM_ARGS = {"uuid": VM_UUID, "name": "web-1", "cpuNum": 2, "memorySize": 512 << 20,
@@ -41,16 +45,37 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_agent(clock: FakeClock, driver: SimulatorDriver | None = None,
-               transport: MemoryTransport | None = None,
-               journal: CommandJournal | None = None) -> tuple[Agent, MemoryTransport]:
-    transport = transport or MemoryTransport(idle=clock.sleep)
-    agent = Agent(driver or SimulatorDriver(), transport, journal=journal, clock=clock,
-                  sleep=clock.sleep, backoff=Backoff(rng=random.Random(7)))
-    return agent, transport
+@pytest.fixture(params=["memory", "sqs"])
+def new_transport(request, clock, monkeypatch):
+    """Makes the transport each test's agent talks through (a long poll idles the clock)."""
+    if request.param == "memory":
+        yield lambda ping_interval=None: MemoryTransport(ping_interval, idle=clock.sleep)
+        return
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        made: list[SqsHarness] = []
+
+        def make(ping_interval=None):
+            url = sqs.create_queue(QueueName=f"aerie-host-{len(made)}")["QueueUrl"]
+            made.append(SqsHarness(sqs, url, ping_interval, idle=clock.sleep))
+            return made[-1]
+        yield make
 
 
-def test_first_step_is_a_full_sync_with_facts_and_vms(clock):
+@pytest.fixture
+def make_agent(new_transport):
+    def make(clock: FakeClock, driver: SimulatorDriver | None = None, transport=None,
+             journal: CommandJournal | None = None):
+        transport = transport or new_transport()
+        agent = Agent(driver or SimulatorDriver(), transport, journal=journal, clock=clock,
+                      sleep=clock.sleep, backoff=Backoff(rng=random.Random(7)))
+        return agent, transport
+    return make
+
+
+def test_first_step_is_a_full_sync_with_facts_and_vms(clock, make_agent):
     driver = SimulatorDriver(cpu_num=8, memory_bytes=16 << 30)
     agent, transport = make_agent(clock, driver)
     agent.step()
@@ -61,7 +86,7 @@ def test_first_step_is_a_full_sync_with_facts_and_vms(clock):
     assert first["vms"] == []
 
 
-def test_commands_are_executed_and_their_results_reported(clock):
+def test_commands_are_executed_and_their_results_reported(clock, make_agent):
     agent, transport = make_agent(clock)
     agent.step()  # initial sync
     create = transport.push("vm.create", VM_ARGS)
@@ -76,7 +101,7 @@ def test_commands_are_executed_and_their_results_reported(clock):
     assert agent.outbox == []
 
 
-def test_unknown_command_is_answered_with_an_error(clock):
+def test_unknown_command_is_answered_with_an_error(clock, make_agent):
     agent, transport = make_agent(clock)
     agent.step()
     command_id = transport.push("vm.teleport", {"uuid": VM_UUID})
@@ -87,7 +112,7 @@ def test_unknown_command_is_answered_with_an_error(clock):
     assert "vm.create" in result["error"]  # says what it does know
 
 
-def test_redelivered_command_is_not_executed_twice(clock):
+def test_redelivered_command_is_not_executed_twice(clock, make_agent):
     driver = SimulatorDriver()
     agent, transport = make_agent(clock, driver)
     agent.step()
@@ -103,7 +128,8 @@ def test_redelivered_command_is_not_executed_twice(clock):
                               "error": None}
 
 
-def test_redelivery_after_an_agent_restart_uses_the_persisted_journal(clock, tmp_path):
+def test_redelivery_after_an_agent_restart_uses_the_persisted_journal(clock, tmp_path,
+                                                                     make_agent):
     journal_path = tmp_path / "host.journal.json"
     sim_path = tmp_path / "host.simulator.json"
     agent, transport = make_agent(clock, SimulatorDriver(state_path=sim_path),
@@ -125,7 +151,7 @@ def test_redelivery_after_an_agent_restart_uses_the_persisted_journal(clock, tmp
     assert "vm.create" not in driver.command_counts
 
 
-def test_backoff_on_transport_errors_then_full_resync(clock):
+def test_backoff_on_transport_errors_then_full_resync(clock, make_agent):
     agent, transport = make_agent(clock)
     agent.step()
     assert len(transport.full_syncs) == 1
@@ -145,7 +171,7 @@ def test_backoff_on_transport_errors_then_full_resync(clock):
     assert clock.sleeps[-1] == pytest.approx(0.5, rel=0.25)  # back to the first delay
 
 
-def test_results_survive_a_failed_report_and_go_with_the_resync(clock):
+def test_results_survive_a_failed_report_and_go_with_the_resync(clock, make_agent):
     agent, transport = make_agent(clock)
     agent.step()
     command_id = transport.push("ping")
@@ -166,9 +192,12 @@ def test_results_survive_a_failed_report_and_go_with_the_resync(clock):
     assert resync["facts"] is not None
     assert [r["id"] for r in resync["results"]] == [command_id]
     assert agent.outbox == []
+    if isinstance(transport, SqsHarness):  # its message goes once its result was reported
+        assert transport.in_flight() == 0
 
 
-def test_rejected_token_is_logged_and_retried_slowly_without_crashing(clock, caplog):
+def test_rejected_token_is_logged_and_retried_slowly_without_crashing(clock, caplog,
+                                                                     make_agent):
     agent, transport = make_agent(clock)
     transport.fail_next([RejectedError(403, "bad agent token")] * 2)
     with caplog.at_level(logging.ERROR, logger="hostagent.agent"):
@@ -181,7 +210,7 @@ def test_rejected_token_is_logged_and_retried_slowly_without_crashing(clock, cap
     assert len(transport.full_syncs) == 1
 
 
-def test_unknown_host_404_is_refused_slowly_too(clock, caplog):
+def test_unknown_host_404_is_refused_slowly_too(clock, caplog, make_agent):
     agent, transport = make_agent(clock)
     transport.fail_next([RejectedError(404, "no such host")])
     with caplog.at_level(logging.ERROR, logger="hostagent.agent"):
@@ -190,8 +219,9 @@ def test_unknown_host_404_is_refused_slowly_too(clock, caplog):
     assert "refused this agent (HTTP 404: no such host)" in caplog.text
 
 
-def test_periodic_sync_follows_the_ping_interval_from_the_control_plane(clock):
-    transport = MemoryTransport(ping_interval=10, idle=clock.sleep)
+def test_periodic_sync_follows_the_ping_interval_from_the_control_plane(clock, make_agent,
+                                                                      new_transport):
+    transport = new_transport(ping_interval=10)
     agent, _ = make_agent(clock, transport=transport)
     assert agent.ping_interval == DEFAULT_PING_INTERVAL
     start = clock.now
@@ -205,15 +235,15 @@ def test_periodic_sync_follows_the_ping_interval_from_the_control_plane(clock):
     assert max(transport.fetch_waits) <= 10  # long polls end in time for the next sync
 
 
-def test_long_poll_waits_at_most_the_protocol_maximum(clock):
+def test_long_poll_waits_at_most_the_protocol_maximum(clock, make_agent):
     agent, transport = make_agent(clock)
     agent.step()
     assert transport.fetch_waits == [MAX_WAIT_SECONDS]
 
 
-def test_crash_and_injected_failure_show_up_in_the_next_sync(clock):
+def test_crash_and_injected_failure_show_up_in_the_next_sync(clock, make_agent, new_transport):
     driver = SimulatorDriver()
-    transport = MemoryTransport(ping_interval=5, idle=clock.sleep)
+    transport = new_transport(ping_interval=5)
     agent, _ = make_agent(clock, driver, transport)
     agent.step()
     transport.push("vm.create", VM_ARGS)
@@ -233,7 +263,7 @@ def test_crash_and_injected_failure_show_up_in_the_next_sync(clock):
     assert started == {"id": "s-2", "ok": True, "result": {"state": "Running"}, "error": None}
 
 
-def test_unreadable_hypervisor_still_reports_without_facts(clock, caplog):
+def test_unreadable_hypervisor_still_reports_without_facts(clock, caplog, make_agent):
     driver = SimulatorDriver()
     driver.facts = lambda: (_ for _ in ()).throw(RuntimeError("libvirtd gone"))
     agent, transport = make_agent(clock, driver)
@@ -243,9 +273,9 @@ def test_unreadable_hypervisor_still_reports_without_facts(clock, caplog):
     assert "cannot read the hypervisor's state" in caplog.text
 
 
-def test_run_stops_on_the_stop_event_and_flushes_results(clock):
+def test_run_stops_on_the_stop_event_and_flushes_results(clock, new_transport):
     stop = threading.Event()
-    transport = MemoryTransport(idle=clock.sleep)
+    transport = new_transport()
     agent = Agent(SimulatorDriver(), transport, stop=stop, clock=clock, sleep=clock.sleep)
     command_id = transport.push("ping")
     real_fetch = transport.fetch_commands
@@ -262,7 +292,7 @@ def test_run_stops_on_the_stop_event_and_flushes_results(clock):
     assert [r["id"] for r in transport.results] == [command_id]
 
 
-def test_stop_during_a_batch_leaves_the_rest_unexecuted(clock):
+def test_stop_during_a_batch_leaves_the_rest_unexecuted(clock, make_agent):
     driver = SimulatorDriver()
     agent, transport = make_agent(clock, driver)
     agent.step()
@@ -278,9 +308,11 @@ def test_stop_during_a_batch_leaves_the_rest_unexecuted(clock):
     agent.step()
     assert [r["id"] for r in transport.results] == ["p-1"]
     assert VM_UUID not in driver.vms
+    if isinstance(transport, SqsHarness):  # the unrun command's message will come back
+        assert transport.in_flight() == 1
 
 
-def test_report_refused_as_malformed_drops_its_results(clock, caplog):
+def test_report_refused_as_malformed_drops_its_results(clock, caplog, make_agent):
     agent, transport = make_agent(clock)
     agent.step()
     transport.push("ping")

@@ -13,6 +13,7 @@ from moto import mock_aws
 from hostagent.agent import Agent
 from hostagent.drivers.simulator import SimulatorDriver
 from hostagent.memory_transport import MemoryTransport
+from hostagent.queue_access import FixedQueueAccess
 from hostagent.sqs_transport import SqsTransport
 from hostagent.transport import TransportError
 
@@ -50,7 +51,8 @@ def test_commands_from_the_queue_run_and_their_messages_go_once_reported(queue):
     sqs, url = queue
     control_plane = MemoryTransport(ping_interval=60)
     driver = SimulatorDriver()
-    agent = Agent(driver, SqsTransport(sqs, url, control_plane, max_wait_seconds=1))
+    agent = Agent(driver, SqsTransport(FixedQueueAccess(sqs, url), control_plane,
+                                           max_wait_seconds=1))
     send(sqs, url, "c1", "vm.create", {"uuid": "a" * 32, "name": "vm", "cpuNum": 1,
                                        "memorySize": 2**30})
     send(sqs, url, "c2", "ping")
@@ -68,7 +70,8 @@ def test_a_command_redelivered_after_a_lost_report_is_not_run_twice(queue):
     driver.create_vm = lambda spec, start=True: (created.append(spec.uuid),
                                                  original(spec, start))[1]
     control_plane = MemoryTransport(ping_interval=60)
-    agent = Agent(driver, SqsTransport(sqs, url, control_plane, max_wait_seconds=1))
+    agent = Agent(driver, SqsTransport(FixedQueueAccess(sqs, url), control_plane,
+                                           max_wait_seconds=1))
     send(sqs, url, "c1", "vm.create", {"uuid": "b" * 32, "name": "vm", "cpuNum": 1,
                                        "memorySize": 2**30})
     # The first report fails (the network drops it): the message is not deleted, comes back

@@ -53,17 +53,17 @@ class AddSimulatorHostRequest(CreateRequest):
     simulator: SimulatorBehaviour = Field(default_factory=SimulatorBehaviour)
 
 
-class FetchCommandsRequest(ApiRequest):
+class AgentRequest(ApiRequest):
     model_config = ConfigDict(strict=False)
 
     host_uuid: Uuid
+
+
+class FetchCommandsRequest(AgentRequest):
     wait_seconds: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0
 
 
-class ReportRequest(ApiRequest):
-    model_config = ConfigDict(strict=False)
-
-    host_uuid: Uuid
+class ReportRequest(AgentRequest):
     results: Annotated[list[CommandResult], Field(max_length=1000)] = Field(default_factory=list)
     facts: dict[str, Any] | None = None
     vms: Annotated[list[ReportedVm], Field(max_length=10_000)] | None = None
@@ -78,6 +78,10 @@ def _fetch(ctx: Context, request: FetchCommandsRequest) -> dict:
         if found or time.monotonic() >= deadline:
             return {"commands": found}
         time.sleep(POLL_STEP)
+
+
+def _queue_access(ctx: Context, request: AgentRequest) -> dict:
+    return ctx.agents.queue_access(request.host_uuid)
 
 
 def _report(ctx: Context, request: ReportRequest) -> dict:
@@ -110,6 +114,10 @@ OPERATIONS = [
               "For agents: the host's pending commands, waiting up to waitSeconds for one",
               authentication="agent", transactional=False, query_params=("waitSeconds",),
               tags=("agent",)),
+    Operation("GetAgentQueue", "GET", "/v1/hosts/{hostUuid}/agent/queue", AgentRequest,
+              _queue_access, "For serverless agents: the host's command queue and "
+              "credentials that can read that queue and nothing else (renew before they "
+              "expire)", authentication="agent", transactional=False, tags=("agent",)),
     Operation("ReportAgentState", "POST", "/v1/hosts/{hostUuid}/agent/reports", ReportRequest,
               _report, "For agents: command results, host facts and the VMs on the host",
               authentication="agent", tags=("agent",)),
