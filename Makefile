@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint openapi migration bench-api clean
+.PHONY: run test lint openapi migration package bench-api clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/bootstrap
 	scripts/bootstrap
@@ -22,6 +22,9 @@ openapi: $(STAMP)
 
 migration: $(STAMP)
 	$(BIN)/python -m chalicelib.db.migrate revision "$(m)"
+
+package: $(STAMP)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --merge-template infra/aerie.json build/package
 
 bench-api: $(STAMP)
 	$(BIN)/python bench/api.py
