@@ -30,13 +30,12 @@ MIB = 1024 * 1024
 def libvirtd():
     daemon = Libvirtd()
     try:
-        daemon.start()
-    except LibvirtdUnavailable as exc:
-        daemon.stop()
-        if IN_CI:
-            pytest.fail(f"CI=true needs libvirtd with the qemu driver: {exc}")
-        pytest.skip(f"libvirtd with the qemu driver cannot run here: {exc}")
-    try:
+        try:
+            daemon.start()
+        except LibvirtdUnavailable as exc:
+            if IN_CI:
+                pytest.fail(f"CI=true needs libvirtd with the qemu driver: {exc}")
+            pytest.skip(f"libvirtd with the qemu driver cannot run here: {exc}")
         yield daemon
     finally:
         daemon.stop()
@@ -77,11 +76,11 @@ def test_killing_a_domain_in_libvirt_stops_the_vm_within_one_report(libvirtd, tm
         host = api.do("POST", "/v1/hosts/kvm", {
             "clusterUuid": cluster, "name": "kvm-1", "managementIp": "127.0.0.1",
             "deployAgent": False})
+        db = Database(f"sqlite:///{tmp_path / 'cp.db'}")
+        conn = libvirtd.connect()
         # TCG: /dev/kvm cannot run guests on CI's machines.
         agent = start_agent(plane.url, host, tmp_path, libvirt_uri=libvirtd.uri,
                             extra_args=("--domain-type", "qemu"))
-        db = Database(f"sqlite:///{tmp_path / 'cp.db'}")
-        conn = libvirtd.connect()
         try:
             api.wait_status(host["uuid"], "Connected", within=20)
             seen = api.host(host["uuid"])
@@ -146,9 +145,9 @@ def test_killing_a_domain_in_libvirt_stops_the_vm_within_one_report(libvirtd, tm
                          if "vm.state.changed" in line)
             assert vm_uuid in event and "'to': 'Stopped'" in event and "'by': 'sync'" in event
         finally:
+            stop(agent)
             conn.close()
             db.dispose()
-            stop(agent)
     print(f"\nVM Stopped in the database {stopped_in:.2f}s after libvirt destroyed the "
           f"domain (destroy() itself took {destroyed - destroy_called:.2f}s, "
           f"{total:.2f}s in all; report interval {REPORT_INTERVAL}s)")
