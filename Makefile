@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint openapi migration package bench-api clean
+.PHONY: run test lint openapi asl migration package bench-api clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/bootstrap
 	scripts/bootstrap
@@ -19,6 +19,9 @@ lint: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python -m chalicelib.api.registry --write openapi.json
+
+asl: $(STAMP)
+	$(BIN)/python -m chalicelib.flows.compile --write statemachines/
 
 migration: $(STAMP)
 	$(BIN)/python -m chalicelib.db.migrate revision "$(m)"

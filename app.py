@@ -6,9 +6,13 @@ from chalicelib.agents.tracker import track
 from chalicelib.api.chalice_app import AerieChalice, register_operations
 from chalicelib.api.jobs import run_job
 from chalicelib.api.registry import OPERATIONS, operation
+from chalicelib.flows.agent_waits import step_env
+from chalicelib.flows.invocation import handle_step_event
+from chalicelib.flows.steps import load_step_modules
 from chalicelib.ops.sqs import consume
 
 app = AerieChalice(app_name="aerie")
+load_step_modules()
 
 register_operations(app, OPERATIONS, runtime.current)
 
@@ -26,3 +30,9 @@ def track_hosts(event):
     with runtime.current().db.session() as session:
         track(session)
     runtime.current().agents.deliver_pending()
+
+
+@app.lambda_function(name="flow_step")
+def flow_step(event, context):
+    # One step action of a flow's Step Functions execution (statemachines/*.asl.json).
+    return handle_step_event(event, step_env(runtime.current()))

@@ -11,8 +11,9 @@ The state's document is ``{"context": {...}}``. Per step:
   Pass that adds ``$.failure.step``, then to ``Roll back <step>``.
 - ``Roll back <step>``: a Task (``action: rollback``) whose Catch records its error at
   ``$.failure.rollbackFailures.<key>``; success or not, it goes on to roll back the step
-  before, and after the first step to ``Flow failed``, a Fail whose error is the failed
-  step's and whose cause is ``$.failure`` as JSON.
+  before, and after the first step to ``Flow failed``, a Fail (error ``FlowFailed``) whose
+  cause is ``$.failure`` as JSON: the failed step, its ``Error`` and ``Cause``, and the
+  ``rollbackFailures``.
 
 Every Task retries transient Lambda errors only. The step Lambda's ARN is the placeholder
 ``${FlowStepFunctionArn}`` (CloudFormation's DefinitionSubstitutions fills it).
@@ -34,6 +35,7 @@ RETRY_TRANSIENT = [{"BackoffRate": 2.0, "ErrorEquals": TRANSIENT_LAMBDA_ERRORS,
                     "IntervalSeconds": 1, "MaxAttempts": 3}]
 FLOW_FAILED = "Flow failed"
 FLOW_SUCCEEDED = "Flow succeeded"
+FLOW_FAILED_ERROR = "FlowFailed"
 ROLLBACK_FAILURES = "rollbackFailures"
 
 
@@ -96,7 +98,9 @@ def compile_chain(chain: Chain, function_arn: str = FUNCTION_ARN_PLACEHOLDER) ->
                                       "ResultPath": "$.failure.step",
                                       "Next": rollback_state(name)}
         states[rollback_state(name)] = _rollback_task(chain_step, before, function_arn)
-    states[FLOW_FAILED] = {"Type": "Fail", "ErrorPath": "$.failure.Error",
+    # Error names of the States. family (States.Timeout) cannot be a Fail's error: the
+    # failed step's error is in the cause, with the step and the rollbacks that failed.
+    states[FLOW_FAILED] = {"Type": "Fail", "Error": FLOW_FAILED_ERROR,
                            "CausePath": "States.JsonToString($.failure)"}
     states[FLOW_SUCCEEDED] = {"Type": "Succeed"}
     return {"Comment": f"Aerie flow {chain.name}: generated from statemachines/chains by "
