@@ -1,0 +1,53 @@
+"""The backup storage a new VM's root volume is downloaded from: one that holds the image and
+serves the VM's zone."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chalicelib.db.models import BackupStorage, BackupStorageZoneRef, Image, ImageBackupStorageRef
+from chalicelib.errors import InvalidState, NotFound
+
+NO_BACKUP_STORAGE = "NoBackupStorageAvailable"
+
+
+def _image(session: Session, image_uuid: str) -> Image:
+    image = session.get(Image, image_uuid)
+    if image is None:
+        raise NotFound(f"Image {image_uuid} does not exist",
+                       details={"field": "imageUuid", "uuid": image_uuid})
+    if image.state != "Enabled" or image.status != "Ready":
+        raise InvalidState(f"image {image.name} ({image.uuid}) is {image.state} and "
+                           f"{image.status}; a VM needs an Enabled, Ready image",
+                           details={"imageUuid": image.uuid})
+    return image
+
+
+def select_backup_storage(session: Session, image_uuid: str, zone_uuid: str) -> BackupStorage:
+    """An Enabled, Connected backup storage attached to the zone with the image Ready on it;
+    of several, the one with the most space free. InvalidState (409) naming what each storage
+    that holds the image lacks when none qualifies."""
+    image = _image(session, image_uuid)
+    rows = session.execute(
+        select(BackupStorage, BackupStorageZoneRef.zone_uuid)
+        .join(ImageBackupStorageRef,
+              ImageBackupStorageRef.backup_storage_uuid == BackupStorage.uuid)
+        .outerjoin(BackupStorageZoneRef,
+                   (BackupStorageZoneRef.backup_storage_uuid == BackupStorage.uuid)
+                   & (BackupStorageZoneRef.zone_uuid == zone_uuid))
+        .where(ImageBackupStorageRef.image_uuid == image.uuid,
+               ImageBackupStorageRef.status == "Ready")
+        .order_by(BackupStorage.available_capacity.desc(), BackupStorage.uuid)).all()
+    for storage, attached_zone in rows:
+        if attached_zone and storage.state == "Enabled" and storage.status == "Connected":
+            return storage
+    reasons = "; ".join(
+        f"{storage.name} ({storage.uuid}) is "
+        + ("not attached to the zone" if not attached_zone
+           else f"{storage.state} and {storage.status}")
+        for storage, attached_zone in rows) or "no backup storage has it Ready"
+    raise InvalidState(
+        f"no Enabled, Connected backup storage attached to zone {zone_uuid} holds image "
+        f"{image.name} ({image.uuid}): {reasons}",
+        code=NO_BACKUP_STORAGE, details={"imageUuid": image.uuid, "zoneUuid": zone_uuid},
+    )
