@@ -120,10 +120,11 @@ def volume_leaks(session: Session) -> list[str]:
 
 def expunged_vm_leaks(session: Session) -> list[str]:
     rows = session.execute(
-        select(VmNic.uuid, VmInstance.uuid).join(VmInstance,
-                                                 VmInstance.uuid == VmNic.vm_instance_uuid)
+        select(VmNic.name, VmNic.uuid, VmInstance.name, VmInstance.uuid)
+        .join(VmInstance, VmInstance.uuid == VmNic.vm_instance_uuid)
         .where(VmInstance.state == "Expunged")).all()
-    return [f"VmNic {nic} of expunged VM {vm} still exists" for nic, vm in rows]
+    return [f"VmNic {nic_name} ({nic}) of expunged VM {vm_name} ({vm}) still exists"
+            for nic_name, nic, vm_name, vm in rows]
 
 
 Check = Callable[[Session], list[str]]
