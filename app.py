@@ -21,7 +21,8 @@ register_operations(app, OPERATIONS, runtime.current)
 def run_operations(event):
     # batch_size=1: the message stays in flight (its group withheld) until the job ends.
     for record in event:
-        consume(record.body, lambda job_uuid: run_job(runtime.current().db, job_uuid, operation))
+        consume(record.body, lambda job_uuid: run_job(runtime.current().db, job_uuid, operation,
+                                                      runtime.current().flows))
     runtime.current().agents.deliver_pending()  # commands the job queued for host agents
 
 

@@ -10,6 +10,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str, dict[str, Any]], None]
@@ -38,3 +41,23 @@ def publish(name: str, payload: dict[str, Any]) -> None:
             subscriber(name, payload)
         except Exception:  # a broken subscriber must not break the publisher
             log.exception("event subscriber failed on %s", name)
+
+
+_AFTER_COMMIT = "aerie.events.after_commit"
+
+
+def publish_after_commit(session: Session, name: str, payload: dict[str, Any]) -> None:
+    """Publish once ``session``'s transaction commits (never, if it rolls back): for
+    subscribers that read what the event announces from the database."""
+    session.info.setdefault(_AFTER_COMMIT, []).append((name, payload))
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _publish_committed(session: Session) -> None:
+    for name, payload in session.info.pop(_AFTER_COMMIT, ()):
+        publish(name, payload)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_uncommitted(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

@@ -23,6 +23,10 @@ class Settings:
     # Serverless: the role whose credentials, narrowed to one host's queue, agents receive.
     agent_role_arn: str | None = None
     agent_credentials_seconds: int = 3600
+    # Serverless flows: state machine ARN = prefix + chain name; how long one consumer
+    # Lambda waits for a flow before handing its turn to the next delivery.
+    flow_state_machine_prefix: str = ""
+    flow_wait_seconds: float = 45.0
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
@@ -70,6 +74,8 @@ class Settings:
             agent_queue_prefix=env.get("AERIE_AGENT_QUEUE_PREFIX", "aerie-host-"),
             agent_role_arn=env.get("AERIE_AGENT_ROLE_ARN") or None,
             agent_credentials_seconds=int(env.get("AERIE_AGENT_CREDENTIALS_SECONDS", "3600")),
+            flow_state_machine_prefix=env.get("AERIE_FLOW_STATE_MACHINE_PREFIX", ""),
+            flow_wait_seconds=float(env.get("AERIE_FLOW_WAIT_SECONDS", "45")),
             tls_cert_file=env.get("AERIE_TLS_CERT") or None,
             tls_key_file=env.get("AERIE_TLS_KEY") or None,
         )

@@ -42,7 +42,7 @@ def vm_spec(args: dict[str, Any]) -> VmSpec:
         raise ArgumentError("'cpuNum' and 'memorySize' must be positive")
     return VmSpec(
         uuid=text(args, "uuid"), name=text(args, "name"), cpu_num=cpu_num, memory_size=memory,
-        volumes=tuple(_each(args, "volumes", _volume)), nics=tuple(_each(args, "nics", _nic)),
+        volumes=tuple(each(args, "volumes", _volume)), nics=tuple(each(args, "nics", _nic)),
         kernel=text(args, "kernel", None), initrd=text(args, "initrd", None),
         cmdline=text(args, "cmdline", None))
 
@@ -77,7 +77,7 @@ def _nic(item: dict[str, Any]) -> NicSpec:
                    device_id=integer(item, "deviceId"))
 
 
-def _each(args: dict[str, Any], key: str, read: Callable[[dict[str, Any]], T]) -> list[T]:
+def each(args: dict[str, Any], key: str, read: Callable[[dict[str, Any]], T]) -> list[T]:
     items = args.get(key) or []
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ArgumentError(f"'{key}' must be a list of objects")
@@ -88,6 +88,13 @@ def _each(args: dict[str, Any], key: str, read: Callable[[dict[str, Any]], T]) -
         except ArgumentError as exc:
             raise ArgumentError(f"{key}[{index}]: {exc}") from exc
     return read_items
+
+
+def texts(args: dict[str, Any], key: str) -> list[str]:
+    values = args.get(key)
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ArgumentError(f"'{key}' must be a list of non-empty strings")
+    return values
 
 
 def _typed(args: dict[str, Any], key: str, kind: Any, described: str, default: Any) -> Any:

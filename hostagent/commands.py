@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hostagent import arguments
-from hostagent.drivers.base import DEFAULT_STOP_TIMEOUT, Driver
+from hostagent.drivers.base import DEFAULT_STOP_TIMEOUT, Driver, VolumeInfo
 from hostagent.protocol import CommandName
 
 Handler = Callable[[Driver, dict[str, Any]], dict[str, Any]]
@@ -49,12 +49,26 @@ def _vm_sync(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _volume_create(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
-    info = driver.create_volume(arguments.volume_request(args))
+    return _created(driver.create_volume(arguments.volume_request(args)))
+
+
+def _created(info: VolumeInfo) -> dict[str, Any]:
     return {"path": info.path, "actualSize": info.actual_size}
 
 
 def _volume_delete(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
     driver.delete_volume(arguments.text(args, "path"))
+    return {}
+
+
+def _volumes_create(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
+    requests = arguments.each(args, "volumes", arguments.volume_request)
+    return {"volumes": [_created(driver.create_volume(request)) for request in requests]}
+
+
+def _volumes_delete(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
+    for path in arguments.texts(args, "paths"):
+        driver.delete_volume(path)
     return {}
 
 
@@ -74,5 +88,7 @@ HANDLERS: dict[str, Handler] = {
     CommandName.VM_SYNC: _vm_sync,
     CommandName.VOLUME_CREATE: _volume_create,
     CommandName.VOLUME_DELETE: _volume_delete,
+    CommandName.VOLUMES_CREATE: _volumes_create,
+    CommandName.VOLUMES_DELETE: _volumes_delete,
     CommandName.L2_BRIDGE_SETUP: _bridge_setup,
 }

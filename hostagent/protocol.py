@@ -49,6 +49,8 @@ class CommandName(StrEnum):
     VM_SYNC = "vm.sync"
     VOLUME_CREATE = "volume.create"
     VOLUME_DELETE = "volume.delete"
+    VOLUMES_CREATE = "volumes.create"  # a VM's volumes in one command
+    VOLUMES_DELETE = "volumes.delete"
     L2_BRIDGE_SETUP = "l2.bridge.setup"
 
 

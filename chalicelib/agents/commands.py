@@ -7,11 +7,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chalicelib import events
 from chalicelib.agents.protocol import CommandResult
 from chalicelib.db.base import utcnow
 from chalicelib.db.models import AgentCommand
 
 BATCH = 50
+COMMAND_FINISHED = "agent.command.finished"  # published once the result is committed
 
 
 def send(db: Session, host_uuid: str, name: str, args: dict[str, Any] | None = None) -> str:
@@ -47,6 +49,9 @@ def record(db: Session, host_uuid: str, results: list[CommandResult]) -> list[Ag
         command.error = outcome.error
         command.finished_date = utcnow()
         finished.append(command)
+        events.publish_after_commit(db, COMMAND_FINISHED, {
+            "commandUuid": command.uuid, "hostUuid": host_uuid, "name": command.name,
+            "state": command.state})
     return finished
 
 

@@ -12,6 +12,7 @@ HOST_FACTS = "host.facts"
 VM_CREATE, VM_START, VM_STOP, VM_REBOOT, VM_DESTROY, VM_SYNC = (
     "vm.create", "vm.start", "vm.stop", "vm.reboot", "vm.destroy", "vm.sync")
 VOLUME_CREATE, VOLUME_DELETE = "volume.create", "volume.delete"
+VOLUMES_CREATE, VOLUMES_DELETE = "volumes.create", "volumes.delete"
 L2_BRIDGE_SETUP = "l2.bridge.setup"
 
 MAX_WAIT_SECONDS = 20

@@ -20,7 +20,9 @@ from chalicelib.db.database import Database
 from chalicelib.db.inventory import wire_value
 from chalicelib.db.models import Account, ApiJob
 from chalicelib.errors import AerieError, NotFound
+from chalicelib.flows.outcome import FlowFailed, final_progress
 from chalicelib.identity.ownership import get_visible
+from chalicelib.runtime.base import FlowEngine
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def job_view(job: ApiJob, position: int | None = None, *,
         "result": result,
         "error": json.loads(job.error) if job.error else None,
     }
+    if job.progress:
+        view["progress"] = json.loads(job.progress)
     if position is not None:
         view["position"] = position
     return view
@@ -144,12 +148,14 @@ def _job_context(db: DbSession, job_uuid: str,
     return job, Context(db, _caller_of(db, job)), request
 
 
-def run_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
+def run_job(database: Database, job_uuid: str, lookup: Lookup,
+            flows: FlowEngine | None = None) -> None:
     """Run one delivery of a job to its end; its outcome, good or bad, is recorded on it.
 
     A first delivery (Waiting) runs it. A delivery that finds it Running means the process
-    that ran it died: it is failed as interrupted and handed to its rollback. A delivery of
-    a finished job is a duplicate and does nothing.
+    that ran it died: it is failed as interrupted and handed to its rollback — unless it is
+    a flow that goes on without that process (Step Functions), which is waited for again.
+    A delivery of a finished job is a duplicate and does nothing.
     """
     with database.session() as db:
         job = db.get(ApiJob, job_uuid)
@@ -160,11 +166,17 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
             job.state, job.started_at = "Running", utcnow()
         api_name = job.api_name
     if interrupted:
-        interrupt_job(database, job_uuid, lookup)
-        return
+        op = lookup(api_name)
+        if op.flow is None or flows is None or not flows.still_running(op.flow.chain,
+                                                                        job_uuid):
+            interrupt_job(database, job_uuid, lookup, flows)
+            return
     op = None
     try:
         op = lookup(api_name)
+        if op.flow is not None:
+            _run_flow_job(database, _require(flows, op), job_uuid, op)
+            return
 
         def work(ctx: Context, request: ApiRequest | None) -> Any:
             if op.validate is not None:
@@ -172,24 +184,85 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
             return op.execute(ctx, request)
 
         _in_context(database, job_uuid, op, work)
+    except FlowStillRunning:
+        raise  # the job stays Running; its next delivery waits for the flow again
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         _finish(database, job_uuid, op, error=as_aerie_error(exc))
 
 
-def interrupt_job(database: Database, job_uuid: str, lookup: Lookup) -> None:
+def interrupt_job(database: Database, job_uuid: str, lookup: Lookup,
+                  flows: FlowEngine | None = None) -> None:
     """Fail a job whose run was cut off, after giving its operation the chance to undo."""
     op = lookup(_api_name_of(database, job_uuid))
     error = INTERRUPTED
-    if op.on_interrupted is not None:
-        try:
+    try:
+        if op.flow is not None:
+            _roll_back_interrupted_flow(database, _require(flows, op), job_uuid, op)
+        elif op.on_interrupted is not None:
             with database.session() as db:
                 _, ctx, request = _job_context(db, job_uuid, op)
                 op.on_interrupted(ctx, request)
-        except Exception as exc:  # noqa: BLE001 - recorded on the job
-            failure = as_aerie_error(exc)
-            error = AerieError(f"{INTERRUPTED.message}; its rollback failed too: "
-                               f"{failure.message}", code="Interrupted")
+    except Exception as exc:  # noqa: BLE001 - recorded on the job
+        failure = as_aerie_error(exc)
+        error = AerieError(f"{INTERRUPTED.message}; its rollback failed too: "
+                           f"{failure.message}", code="Interrupted")
     _finish(database, job_uuid, op, error=error)
+
+
+class FlowStillRunning(Exception):
+    """The job's flow goes on elsewhere past this delivery's deadline: the delivery gives up
+    its turn without an outcome, and its message comes back to wait again."""
+
+
+def _require(flows: FlowEngine | None, op: Operation) -> FlowEngine:
+    if flows is None:
+        raise AerieError(f"{op.name} runs a flow, but this job runner has no flow engine")
+    return flows
+
+
+def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
+                  op: Operation) -> None:
+    started_with = _prepare_flow(database, job_uuid, op)
+    outcome = flows.run(op.flow.chain, job_uuid, started_with)
+    if outcome is None:
+        raise FlowStillRunning(job_uuid)
+    with database.session() as db:
+        job, ctx, _ = _job_context(db, job_uuid, op)
+        job.progress = json.dumps(final_progress(outcome).to_view())
+        result = op.flow.settle(ctx, outcome.context if outcome.succeeded else started_with,
+                                outcome.succeeded)
+        db.flush()
+        if outcome.succeeded:
+            _record_outcome(job, op, result=render_result(result))
+        else:
+            _record_outcome(job, op, error=FlowFailed.from_outcome(outcome))
+
+
+def _prepare_flow(database: Database, job_uuid: str, op: Operation) -> dict[str, Any]:
+    """The flow's starting context: made now by the operation (first delivery), or the one
+    a previous delivery stored."""
+    with database.session() as db:
+        job, ctx, request = _job_context(db, job_uuid, op)
+        if job.flow_context is not None:
+            return json.loads(job.flow_context)
+        if op.validate is not None:
+            op.validate(ctx, request)
+        context = op.flow.prepare(ctx, request)
+        job.flow_context = json.dumps(context)
+        return context
+
+
+def _roll_back_interrupted_flow(database: Database, flows: FlowEngine, job_uuid: str,
+                                op: Operation) -> None:
+    with database.session() as db:
+        stored = db.get(ApiJob, job_uuid).flow_context
+    if stored is None:
+        return  # it died before its flow began: nothing to undo
+    context = json.loads(stored)
+    flows.roll_back(op.flow.chain, job_uuid, context)
+    with database.session() as db:
+        _, ctx, _ = _job_context(db, job_uuid, op)
+        op.flow.settle(ctx, context, False)
 
 
 def _api_name_of(database: Database, job_uuid: str) -> str:

@@ -14,6 +14,23 @@ Runner = Callable[[Context, Any], Any]
 
 
 @dataclass(frozen=True)
+class FlowBinding:
+    """An operation whose work is a flow (``statemachines/chains/<chain>.json``).
+
+    ``prepare`` runs in the job's first transaction: it checks the request against the
+    resource as it is now and puts the resource into the state it shows while the flow runs;
+    it returns the flow's context. The flow then runs step by step (its own transactions).
+    ``settle`` runs in the job's last transaction with whether the flow succeeded and its
+    context (the final one, or the one it started with if it failed and was rolled back): it
+    puts the resource into its final state and returns the job's result.
+    """
+
+    chain: str
+    prepare: Callable[[Context, Any], dict[str, Any]]
+    settle: Callable[[Context, dict[str, Any], bool], Any]
+
+
+@dataclass(frozen=True)
 class Operation:
     name: str  # CreateZone: unique, the OpenAPI operationId and the CLI command
     method: str
@@ -42,6 +59,7 @@ class Operation:
     sync_on: tuple[str, str] | None = None
     # Undoes what an interrupted run (the process died mid-way) may have left behind.
     on_interrupted: Runner | None = None
+    flow: FlowBinding | None = None
 
     def signature(self, request: ApiRequest | None, job_uuid: str) -> str:
         if self.sync_on is None or request is None:

@@ -75,6 +75,12 @@ class FlowProgress:
 ProgressSink = Callable[[FlowProgress], None]
 
 
+def final_progress(outcome: FlowOutcome) -> FlowProgress:
+    """What a job shows of its flow once it ended."""
+    return FlowProgress(outcome.chain, "Succeeded" if outcome.succeeded else "Failed",
+                        failure=outcome.failure, rollbacks=list(outcome.rollbacks))
+
+
 def ignore_progress(_progress: FlowProgress) -> None:
     return None
 

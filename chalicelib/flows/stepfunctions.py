@@ -19,6 +19,7 @@ from chalicelib.flows.outcome import (
     FlowProgress,
     ProgressSink,
     RollbackRecord,
+    final_progress,
     ignore_progress,
 )
 from chalicelib.flows.steps import FlowContext, result_key
@@ -85,7 +86,7 @@ class StepFunctionsFlowRunner:
             if description["status"] != "RUNNING":
                 entered = self._entered_states(execution_arn)
                 outcome = self.outcome(chain, description, entered)
-                progress(self._final_progress(outcome))
+                progress(final_progress(outcome))
                 return outcome
             if progress is not ignore_progress:  # the history says where it is
                 view = self._running_progress(chain, self._entered_states(execution_arn))
@@ -117,11 +118,6 @@ class StepFunctionsFlowRunner:
                 view.state, view.current_step = "RollingBack", name[len(ROLLBACK_PREFIX):]
                 break
         return view
-
-    @staticmethod
-    def _final_progress(outcome: FlowOutcome) -> FlowProgress:
-        return FlowProgress(outcome.chain, "Succeeded" if outcome.succeeded else "Failed",
-                            failure=outcome.failure, rollbacks=list(outcome.rollbacks))
 
     @staticmethod
     def outcome(chain: str, description: dict[str, Any], entered: list[str]) -> FlowOutcome:

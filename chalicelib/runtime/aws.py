@@ -3,16 +3,23 @@ from its signature); the consumer Lambda in app.py runs it while holding the gro
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
-from sqlalchemy import select
+from botocore.exceptions import ClientError
+from sqlalchemy import select, update
 
+from chalicelib import events
+from chalicelib.agents.commands import COMMAND_FINISHED
 from chalicelib.agents.queue_access import queue_policy, session_name
 from chalicelib.db.base import utcnow
 from chalicelib.db.database import Database
-from chalicelib.db.models import AgentCommand
+from chalicelib.db.models import AgentCommand, ApiJob
 from chalicelib.errors import Conflict
+from chalicelib.flows.agent_waits import resume_waiting_flows
+from chalicelib.flows.outcome import FlowOutcome, FlowProgress, RollbackRecord
+from chalicelib.flows.stepfunctions import StepFunctionsFlowRunner
 from chalicelib.ops.sqs import SqsFifoQueue
 from chalicelib.settings import Settings
 
@@ -78,6 +85,58 @@ class SqsAgentChannel:
         return len(pending)
 
 
+class StepFunctionsFlowEngine:
+    """Each flow is a Step Functions execution named by its job; the consumer Lambda waits
+    for it until ``wait_seconds`` and then gives its turn up (the job's message comes back
+    and the next delivery waits again), so a flow may outlast any one Lambda."""
+
+    def __init__(self, db: Database, stepfunctions: Any, state_machine_prefix: str,
+                 wait_seconds: float) -> None:
+        self._db = db
+        self._runner = StepFunctionsFlowRunner(stepfunctions, state_machine_prefix)
+        self._sfn = stepfunctions
+        self._wait_seconds = wait_seconds
+
+    def run(self, chain: str, job_uuid: str, context: dict[str, Any]) -> FlowOutcome | None:
+        return self._runner.run(chain, job_uuid, context, self._progress(job_uuid),
+                                deadline=time.monotonic() + self._wait_seconds)
+
+    def still_running(self, chain: str, job_uuid: str) -> bool:
+        try:
+            self._sfn.describe_execution(
+                executionArn=self._runner.execution_arn(chain, job_uuid))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+                return False
+            raise
+        return True  # running or ended: either way its outcome is waited for, not guessed
+
+    def roll_back(self, chain: str, job_uuid: str,
+                  context: dict[str, Any]) -> tuple[RollbackRecord, ...]:
+        # Asked only when no execution exists (still_running is False): no step ran.
+        return ()
+
+    def _progress(self, job_uuid: str):
+        def show(progress: FlowProgress) -> None:
+            with self._db.session() as session:
+                session.execute(update(ApiJob).where(
+                    ApiJob.uuid == job_uuid, ApiJob.state == "Running",
+                ).values(progress=json.dumps(progress.to_view())))
+        return show
+
+
+def resume_flows_on_reports(db: Database, stepfunctions: Any):
+    """An event subscriber: a committed agent report resumes the flow task waiting on it."""
+    def on_event(name: str, payload: dict[str, Any]) -> None:
+        if name != COMMAND_FINISHED:
+            return
+        with db.session() as session:
+            command = session.get(AgentCommand, payload["commandUuid"])
+            if command is not None:
+                resume_waiting_flows(stepfunctions, [command])
+    return on_event
+
+
 class AwsRuntime:
     def __init__(self, settings: Settings) -> None:
         if not settings.jobs_queue_url:
@@ -88,3 +147,12 @@ class AwsRuntime:
         self.agents = SqsAgentChannel(
             self.db, boto3.client("sqs"), settings.agent_queue_prefix, boto3.client("sts"),
             settings.agent_role_arn, settings.agent_credentials_seconds)
+        stepfunctions = boto3.client("stepfunctions")
+        self.flows = StepFunctionsFlowEngine(self.db, stepfunctions,
+                                             settings.flow_state_machine_prefix,
+                                             settings.flow_wait_seconds)
+        self._unsubscribe = events.subscribe(resume_flows_on_reports(self.db, stepfunctions))
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self.db.dispose()

@@ -14,9 +14,12 @@ from chalicelib.api.registry import operation
 from chalicelib.db.database import Database
 from chalicelib.db.models import ApiJob
 from chalicelib.errors import Conflict
+from chalicelib.flows.agent_waits import step_env
 from chalicelib.ops import Release, Ticket
 from chalicelib.ops.levels import level_of
 from chalicelib.ops.local import LocalQueue
+from chalicelib.runtime.base import FlowEngine
+from chalicelib.runtime.local_flows import LocalFlowEngine
 from chalicelib.runtime.simulated_hosts import SimulatedHosts
 from chalicelib.settings import Settings
 
@@ -24,9 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class QueuedJobRunner:
-    def __init__(self, db: Database, workers: int, lookup: Lookup) -> None:
+    def __init__(self, db: Database, workers: int, lookup: Lookup,
+                 flows: FlowEngine | None = None) -> None:
         self._db = db
         self._lookup = lookup
+        self.flows = flows
         self.queue = LocalQueue(workers)
 
     def submit(self, job_uuid: str, signature: str, level: int) -> None:
@@ -35,7 +40,7 @@ class QueuedJobRunner:
 
     def _run(self, job_uuid: str, release: Release) -> None:
         try:
-            run_job(self._db, job_uuid, self._lookup)
+            run_job(self._db, job_uuid, self._lookup, self.flows)
         finally:
             release()
 
@@ -72,9 +77,15 @@ class HostTracker:
 
 
 class AgentsFetchThemselves:
-    """Embedded agents long-poll the API, which reads their commands from the database."""
+    """Embedded agents long-poll the API, which reads their commands from the database;
+    simulated hosts are told at once that a command waits (they would find it within their
+    one-second tick, far too late for a flow waiting on them)."""
+
+    def __init__(self, simulated_hosts: SimulatedHosts) -> None:
+        self._simulated_hosts = simulated_hosts
 
     def deliver_pending(self) -> int:
+        self._simulated_hosts.wake()
         return 0
 
     def queue_access(self, host_uuid: str) -> dict[str, Any]:
@@ -90,8 +101,10 @@ class EmbeddedRuntime:
         self._lookup = lookup
         self.jobs = QueuedJobRunner(self.db, settings.job_workers, lookup)
         self.tracker = HostTracker(self.db)
-        self.agents = AgentsFetchThemselves()
         self.simulated_hosts = SimulatedHosts(self.db)
+        self.agents = AgentsFetchThemselves(self.simulated_hosts)
+        self.flows = LocalFlowEngine(self.db, step_env(self))
+        self.jobs.flows = self.flows
 
     def resume_jobs(self) -> tuple[int, int]:
         """After a restart: jobs cut off mid-run are failed and rolled back; waiting ones are
@@ -104,7 +117,7 @@ class EmbeddedRuntime:
                 .order_by(ApiJob.created_at, ApiJob.uuid)))
             levels = {sig: level_of(session, sig) for sig in {w.signature for w in waiting}}
         for job_uuid in running:
-            interrupt_job(self.db, job_uuid, self._lookup)
+            interrupt_job(self.db, job_uuid, self._lookup, self.flows)
         for job_uuid, signature in waiting:
             self.jobs.submit(job_uuid, signature, levels[signature])
         return len(running), len(waiting)
@@ -118,4 +131,5 @@ class EmbeddedRuntime:
         self.simulated_hosts.stop()
         self.tracker.stop()
         self.jobs.shutdown()
+        self.flows.close()
         self.db.dispose()

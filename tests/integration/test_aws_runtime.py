@@ -39,7 +39,7 @@ def aws(db_url, tmp_path, monkeypatch):
         runtime.install(serverless)
         yield queue_url
         runtime.install(None)
-        serverless.db.dispose()
+        serverless.close()
 
 
 def test_job_travels_through_sqs_to_the_consumer_lambda(aws):

@@ -147,3 +147,25 @@ def test_a_corrupt_journal_is_set_aside_and_the_agent_starts(tmp_path):
     journal = CommandJournal(path)
     assert len(journal) == 0
     assert (tmp_path / "j.json.corrupt").read_text() == "{not json"
+
+
+def test_a_vms_volumes_are_created_and_deleted_in_one_command():
+    driver = SimulatorDriver()
+    executor = CommandExecutor(driver)
+    created = executor.execute({"id": "v-1", "name": "volumes.create", "args": {"volumes": [
+        {"path": "/ps/vm/root.qcow2", "size": 2**30},
+        {"path": "/ps/vm/data.qcow2", "size": 2**31, "format": "raw"}]}})
+    assert created["ok"], created
+    assert [v["path"] for v in created["result"]["volumes"]] == ["/ps/vm/root.qcow2",
+                                                                 "/ps/vm/data.qcow2"]
+    assert set(driver.volumes) == {"/ps/vm/root.qcow2", "/ps/vm/data.qcow2"}
+    deleted = executor.execute({"id": "v-2", "name": "volumes.delete",
+                                "args": {"paths": ["/ps/vm/root.qcow2", "/ps/vm/data.qcow2"]}})
+    assert deleted["ok"] and driver.volumes == {}
+
+
+def test_a_bad_volume_in_a_batch_is_named():
+    executor = CommandExecutor(SimulatorDriver())
+    outcome = executor.execute({"id": "v-1", "name": "volumes.create", "args": {"volumes": [
+        {"path": "/ps/a.qcow2", "size": 1}, {"path": "/ps/b.qcow2"}]}})
+    assert not outcome["ok"] and "volumes[1]" in outcome["error"] and "size" in outcome["error"]

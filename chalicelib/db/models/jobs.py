@@ -28,6 +28,10 @@ class ApiJob(Base):
     request: Mapped[str] = mapped_column(Text, nullable=False)  # validated request, JSON
     result: Mapped[str | None] = mapped_column(Text)  # JSON
     error: Mapped[str | None] = mapped_column(Text)  # JSON {"code", "message", "details"}
+    # Jobs that run a flow: where it is (JSON FlowProgress view), and the context it started
+    # with (what a restart needs to roll back a flow the crash cut off).
+    progress: Mapped[str | None] = mapped_column(Text)
+    flow_context: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

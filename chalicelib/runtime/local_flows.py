@@ -1,0 +1,149 @@
+"""Flows in the embedded runtime: chains run on the job's worker thread, agent waits end as
+soon as the report is committed, and progress reaches the jobs table in batches."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import update
+
+from chalicelib import events
+from chalicelib.agents.commands import COMMAND_FINISHED
+from chalicelib.db.database import Database
+from chalicelib.db.models import AgentCommand, ApiJob
+from chalicelib.flows.agent_waits import FINISHED, command_outcome
+from chalicelib.flows.chains import Chain, ChainLibrary
+from chalicelib.flows.local import AgentOutcome, LocalFlowRunner
+from chalicelib.flows.outcome import FlowOutcome, FlowProgress, RollbackRecord
+from chalicelib.flows.steps import STEPS, StepEnv, load_step_modules
+
+log = logging.getLogger(__name__)
+
+
+class NotifiedAgentWaiter:
+    """Waits for a command's report: woken by ``agent.command.finished`` (published once the
+    report committed), reading the command's row then; a slow poll covers a missed wake."""
+
+    POLL_SECONDS = 1.0
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._waiting: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._unsubscribe = events.subscribe(self._on_event)
+
+    def _on_event(self, name: str, payload: dict[str, Any]) -> None:
+        if name == COMMAND_FINISHED:
+            with self._lock:
+                woken = self._waiting.get(payload["commandUuid"])
+            if woken is not None:
+                woken.set()
+
+    def wait(self, command_uuid: str, timeout_seconds: float) -> AgentOutcome | None:
+        woken = threading.Event()
+        with self._lock:
+            self._waiting[command_uuid] = woken  # before the first read: no wake is lost
+        deadline = time.monotonic() + timeout_seconds
+        try:
+            while True:
+                with self._db.session() as session:
+                    command = session.get(AgentCommand, command_uuid)
+                    if command is not None and command.state in FINISHED:
+                        return command_outcome(command)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                woken.wait(min(remaining, self.POLL_SECONDS))
+                woken.clear()
+        finally:
+            with self._lock:
+                self._waiting.pop(command_uuid, None)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+
+class ProgressBoard:
+    """The latest progress of each running flow, written to its job every ``PERIOD`` in one
+    transaction for all of them: a job shows its current step within that period, and a
+    thousand flows a second do not cost a thousand extra transactions a second."""
+
+    PERIOD = 0.25
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aerie-flow-progress",
+                                        daemon=True)
+        self._thread.start()
+
+    def sink(self, job_uuid: str):
+        def show(progress: FlowProgress) -> None:
+            with self._lock:
+                self._latest[job_uuid] = progress.to_view()
+        return show
+
+    def forget(self, job_uuid: str) -> None:
+        with self._lock:
+            self._latest.pop(job_uuid, None)
+
+    def flush(self) -> int:
+        with self._lock:
+            due, self._latest = self._latest, {}
+        if due:
+            with self._db.session() as session:
+                for job_uuid, view in due.items():
+                    # A job that ended already shows its final progress: leave it.
+                    session.execute(update(ApiJob).where(
+                        ApiJob.uuid == job_uuid, ApiJob.state == "Running",
+                    ).values(progress=json.dumps(view)))
+        return len(due)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.PERIOD):
+            try:
+                self.flush()
+            except Exception:  # progress is a view; the flows go on without it
+                log.exception("could not write flow progress; trying again")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class LocalFlowEngine:
+    def __init__(self, db: Database, env: StepEnv) -> None:
+        load_step_modules()
+        self._library = ChainLibrary.load()
+        self._chains: dict[str, Chain] = {}
+        self.waiter = NotifiedAgentWaiter(db)
+        self.board = ProgressBoard(db)
+        self._runner = LocalFlowRunner(env, self.waiter)
+
+    def chain(self, name: str) -> Chain:
+        if name not in self._chains:
+            self._chains[name] = self._library.resolve(name, STEPS)
+        return self._chains[name]
+
+    def run(self, chain: str, job_uuid: str, context: dict[str, Any]) -> FlowOutcome:
+        try:
+            return self._runner.run(self.chain(chain), context, self.board.sink(job_uuid))
+        finally:
+            self.board.forget(job_uuid)
+
+    def still_running(self, chain: str, job_uuid: str) -> bool:
+        return False  # it ran on a thread of a process that is gone
+
+    def roll_back(self, chain: str, job_uuid: str,
+                  context: dict[str, Any]) -> tuple[RollbackRecord, ...]:
+        resolved = self.chain(chain)
+        return self._runner.roll_back(resolved, context, resolved.steps[-1].name)
+
+    def close(self) -> None:
+        self.board.close()
+        self.waiter.close()
