@@ -249,6 +249,7 @@ def _prepare_flow(database: Database, job_uuid: str, op: Operation) -> dict[str,
             op.validate(ctx, request)
         context = op.flow.prepare(ctx, request)
         job.flow_context = json.dumps(context)
+        job.resource_uuid = job.resource_uuid or context.get("resourceUuid")
         return context
 
 

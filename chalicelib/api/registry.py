@@ -16,11 +16,13 @@ from chalicelib.api.routes import (
     metrics,
     network,
     storage,
+    vms,
 )
 
 OPERATIONS: list[Operation] = [
     *meta.OPERATIONS, *metrics.OPERATIONS, *identity.OPERATIONS, *globalconfig.OPERATIONS,
     *compute.OPERATIONS, *hosts.OPERATIONS, *storage.OPERATIONS, *network.OPERATIONS,
+    *vms.OPERATIONS,
 ]
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}

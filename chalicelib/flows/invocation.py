@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import OperationalError
 
 from chalicelib.errors import AerieError
 from chalicelib.flows import steps as step_registry
 from chalicelib.flows.steps import AnyStep, FlowContext, StepEnv, StepRegistry, is_agent_step
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StepFailed(Exception):
@@ -35,15 +41,43 @@ def json_copy(ctx: FlowContext) -> FlowContext:
     return json.loads(json.dumps(ctx))
 
 
+# MySQL's answers to two transactions that each wait for the other, or waited too long: the
+# database undid the whole transaction, so the step did nothing and is simply run again.
+RETRIED_DATABASE_ERRORS = (1213, 1205)  # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
+DATABASE_RETRIES = 4
+
+
+def _lost_a_lock_race(exc: Exception) -> bool:
+    original = getattr(exc, "orig", None)
+    return isinstance(exc, OperationalError) and bool(original and original.args) and \
+        original.args[0] in RETRIED_DATABASE_ERRORS
+
+
+def _with_retries(name: str, work: Callable[[], T]) -> T:
+    for attempt in range(DATABASE_RETRIES):
+        try:
+            return work()
+        except OperationalError as exc:
+            if not _lost_a_lock_race(exc) or attempt == DATABASE_RETRIES - 1:
+                raise
+            log.info("step %s lost a lock race (%s); running it again", name, exc.orig)
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def run_step(implementation: AnyStep, ctx: FlowContext, env: StepEnv) -> FlowContext:
     """Run a step; returns the new context."""
     if is_agent_step(implementation):
         raise StepFailed(f"step {implementation.name!r} waits for an agent: the chain must "
                          f"declare it with waitsForAgent")
-    work = json_copy(ctx)
-    try:
+
+    def attempt() -> FlowContext:
+        work = json_copy(ctx)
         implementation.run(work, env)
         return json_copy(work)
+
+    try:
+        return _with_retries(implementation.name, attempt)
     except Exception as exc:
         log.warning("step %s failed", implementation.name, exc_info=True)
         raise StepFailed(describe(exc)) from exc
@@ -65,7 +99,8 @@ def send_step_command(implementation: AnyStep, ctx: FlowContext, env: StepEnv,
 
 def roll_back_step(implementation: AnyStep, ctx: FlowContext, env: StepEnv) -> None:
     try:
-        implementation.rollback(json_copy(ctx), env)
+        _with_retries(implementation.name,
+                      lambda: implementation.rollback(json_copy(ctx), env))
     except Exception as exc:
         log.warning("rollback of step %s failed", implementation.name, exc_info=True)
         raise StepFailed(describe(exc)) from exc

@@ -18,7 +18,7 @@ from chalicelib.flows.agent_waits import step_env
 from chalicelib.ops import Release, Ticket
 from chalicelib.ops.levels import level_of
 from chalicelib.ops.local import LocalQueue
-from chalicelib.runtime.base import FlowEngine
+from chalicelib.runtime.base import AgentChannel, FlowEngine
 from chalicelib.runtime.local_flows import LocalFlowEngine
 from chalicelib.runtime.simulated_hosts import SimulatedHosts
 from chalicelib.settings import Settings
@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 
 class QueuedJobRunner:
     def __init__(self, db: Database, workers: int, lookup: Lookup,
-                 flows: FlowEngine | None = None) -> None:
+                 flows: FlowEngine | None = None, agents: AgentChannel | None = None) -> None:
         self._db = db
         self._lookup = lookup
         self.flows = flows
+        self.agents = agents
         self.queue = LocalQueue(workers)
 
     def submit(self, job_uuid: str, signature: str, level: int) -> None:
@@ -43,6 +44,8 @@ class QueuedJobRunner:
             run_job(self._db, job_uuid, self._lookup, self.flows)
         finally:
             release()
+        if self.agents is not None:
+            self.agents.deliver_pending()  # commands the job queued for host agents
 
     def shutdown(self) -> None:
         self.queue.shutdown()
@@ -104,7 +107,7 @@ class EmbeddedRuntime:
         self.simulated_hosts = SimulatedHosts(self.db)
         self.agents = AgentsFetchThemselves(self.simulated_hosts)
         self.flows = LocalFlowEngine(self.db, step_env(self))
-        self.jobs.flows = self.flows
+        self.jobs.flows, self.jobs.agents = self.flows, self.agents
 
     def resume_jobs(self) -> tuple[int, int]:
         """After a restart: jobs cut off mid-run are failed and rolled back; waiting ones are

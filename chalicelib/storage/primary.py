@@ -21,11 +21,12 @@ def _check_url(type_: str, url: str) -> None:
 
 
 def add_primary_storage(ctx: Context, *, type: str, zone_uuid: str, name: str, url: str,
-                        description: str | None) -> PrimaryStorage:
+                        description: str | None, total_capacity: int = 0) -> PrimaryStorage:
     zone = get_visible(ctx, Zone, zone_uuid, field="zoneUuid")
     _check_url(type, url)
-    return add_resource(ctx, PrimaryStorage(type=type, zone_uuid=zone.uuid, name=name, url=url,
-                                            description=description, mount_path=url))
+    return add_resource(ctx, PrimaryStorage(
+        type=type, zone_uuid=zone.uuid, name=name, url=url, description=description,
+        mount_path=url, total_capacity=total_capacity, available_capacity=total_capacity))
 
 
 CLUSTERS = Attachment(PrimaryStorageClusterRef, PrimaryStorage, "primaryStorageUuid", Cluster,

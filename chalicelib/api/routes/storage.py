@@ -19,6 +19,9 @@ class AddPrimaryStorageRequest(CreateRequest):
     name: Name
     url: Url = Field(description="A path on each host (local) or server:/export (NFS)")
     description: Description | None = None
+    total_capacity: Annotated[int, Field(
+        ge=0, le=2**60, description="Bytes Aerie may place volumes in (until hosts report "
+        "their storage, this is how its size is known; 0: no volume fits)")] = 0
 
 
 class PrimaryStorageClusterRequest(ApiRequest):

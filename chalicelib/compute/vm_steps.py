@@ -1,0 +1,333 @@
+"""The steps of the VM lifecycle chains (``statemachines/chains/*-vm.json``).
+
+Each step does one piece of work in one short transaction and records in the context what
+later steps need. Every rollback is idempotent and safe for a run that failed half way or
+never started: it undoes from what the database says and from ids the context was given up
+front (``vms.prepare_create`` picks the volumes' uuids), never from what the failed run
+would have recorded.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from chalicelib.agents.protocol import (
+    VM_CREATE,
+    VM_DESTROY,
+    VM_REBOOT,
+    VM_START,
+    VM_STOP,
+    VOLUMES_CREATE,
+    VOLUMES_DELETE,
+)
+from chalicelib.compute.allocation import (
+    HostRequest,
+    allocate_host,
+    allocate_primary_storage,
+    release_host,
+    release_primary_storage,
+)
+from chalicelib.db.models import (
+    L2Network,
+    L3Network,
+    PrimaryStorage,
+    VmInstance,
+    VmNic,
+    Volume,
+)
+from chalicelib.errors import InvalidState
+from chalicelib.flows import AgentCommandRequest, FlowContext, StepEnv, agent_step, step
+from chalicelib.network.ip_allocation import allocate_nic, release_nic
+from chalicelib.storage.backup_selection import select_backup_storage
+
+
+def _volume_specs(ctx: FlowContext) -> list[dict[str, Any]]:
+    """The VM's volumes as the flow was given them: the root one first."""
+    return [{**ctx["rootVolume"], "type": "Root", "deviceId": 0}] + [
+        {**disk, "type": "Data", "deviceId": n} for n, disk in enumerate(ctx["dataVolumes"], 1)]
+
+
+def _volume_uuids(ctx: FlowContext) -> list[str]:
+    return [spec["uuid"] for spec in _volume_specs(ctx)]
+
+
+def _zone_of(db: Session, ctx: FlowContext) -> str:
+    if ctx.get("zoneUuid"):
+        return ctx["zoneUuid"]
+    return db.scalar(select(L3Network.zone_uuid).where(
+        L3Network.uuid == ctx["l3NetworkUuids"][0]))
+
+
+def bridge_name(l2: L2Network) -> str:
+    """The Linux bridge an L2 network is on a host: ``br_<interface>[_<vlan>]`` (ZStack's)."""
+    interface = l2.physical_interface.replace(".", "_")
+    return f"br_{interface}_{l2.vlan}" if l2.vlan is not None else f"br_{interface}"
+
+
+def volume_path(storage: PrimaryStorage, vm_uuid: str, volume_uuid: str) -> str:
+    return f"{storage.mount_path.rstrip('/')}/vms/{vm_uuid}/{volume_uuid}.qcow2"
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+@step("vm.select-backup-storage")
+class SelectBackupStorage:
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            storage = select_backup_storage(db, ctx["imageUuid"], _zone_of(db, ctx))
+            ctx["backupStorageUuid"] = storage.uuid
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """Choosing changed nothing."""
+
+
+@step("vm.allocate-host")
+class AllocateHost:
+    """A Connected, Enabled host with the CPU and memory free, in a cluster that has the VM's
+    L2 networks and room on a primary storage for its volumes; its capacity is reserved."""
+
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            host = allocate_host(db, ctx["vmUuid"], HostRequest(
+                l3_network_uuids=ctx["l3NetworkUuids"],
+                disk_size=sum(spec["size"] for spec in _volume_specs(ctx)),
+                zone_uuid=ctx.get("zoneUuid"), cluster_uuid=ctx.get("clusterUuid"),
+                host_uuid=ctx.get("requestedHostUuid")))
+            ctx["hostUuid"] = host.uuid
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            release_host(db, ctx["vmUuid"])
+
+
+@step("vm.allocate-volumes")
+class AllocateVolumes:
+    """The root volume (the image's size) and a data volume per disk offering, placed on one
+    primary storage of the host's cluster, whose capacity they now hold."""
+
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            vm = db.get(VmInstance, ctx["vmUuid"])
+            existing = set(db.scalars(select(Volume.uuid).where(
+                Volume.uuid.in_(_volume_uuids(ctx)))))
+            for spec in _volume_specs(ctx):
+                if spec["uuid"] not in existing:
+                    db.add(Volume(
+                        uuid=spec["uuid"], name=f"{spec['type'].lower()}-volume-of-{vm.name}",
+                        account_uuid=vm.account_uuid, vm_instance_uuid=vm.uuid,
+                        type=spec["type"], size=spec["size"], device_id=spec["deviceId"],
+                        disk_offering_uuid=spec.get("diskOfferingUuid"),
+                        root_image_uuid=vm.image_uuid if spec["type"] == "Root" else None))
+            db.flush()
+            storage = allocate_primary_storage(db, _volume_uuids(ctx), ctx["hostUuid"])
+            for volume in db.scalars(select(Volume).where(Volume.uuid.in_(_volume_uuids(ctx)))):
+                volume.install_path = volume_path(storage, vm.uuid, volume.uuid)
+            vm.root_volume_uuid = ctx["rootVolume"]["uuid"]
+            ctx["primaryStorageUuid"] = storage.uuid
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        uuids = _volume_uuids(ctx)
+        with env.session() as db:
+            release_primary_storage(db, uuids)
+            db.execute(update(VmInstance).where(VmInstance.uuid == ctx["vmUuid"])
+                       .values(root_volume_uuid=None))
+            db.execute(delete(Volume).where(Volume.uuid.in_(uuids)))
+
+
+@step("vm.allocate-nics")
+class AllocateNics:
+    """A NIC on each L3 network, in the order given, each with a free IP and a unique MAC."""
+
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            for device_id, l3_uuid in enumerate(ctx["l3NetworkUuids"]):
+                allocate_nic(db, ctx["vmUuid"], l3_uuid, device_id=device_id)
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            _release_nics(db, ctx["vmUuid"])
+
+
+def _release_nics(db: Session, vm_uuid: str) -> None:
+    for nic_uuid in db.scalars(select(VmNic.uuid).where(VmNic.vm_instance_uuid == vm_uuid)):
+        release_nic(db, nic_uuid)
+
+
+def _volumes_on_host(db: Session, vm_uuid: str) -> list[Volume]:
+    return list(db.scalars(select(Volume).where(Volume.vm_instance_uuid == vm_uuid,
+                                                Volume.install_path.is_not(None))
+                           .order_by(Volume.device_id)))
+
+
+@agent_step("vm.instantiate-volumes")
+class InstantiateVolumes:
+    def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
+        with env.session() as db:
+            volumes = [{"path": v.install_path, "size": v.size, "format": v.format}
+                       for v in _volumes_on_host(db, ctx["vmUuid"])]
+        return AgentCommandRequest(ctx["hostUuid"], VOLUMES_CREATE, {"volumes": volumes})
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        _delete_volume_files(ctx, env)
+
+
+def _delete_volume_files(ctx: FlowContext, env: StepEnv) -> None:
+    """Ask the host to delete the VM's volume files (not waited for: the agent deletes what
+    exists and ignores what does not; its host runs commands in the order they come)."""
+    with env.session() as db:
+        paths = [v.install_path for v in _volumes_on_host(db, ctx["vmUuid"])]
+    if paths and ctx.get("hostUuid"):
+        env.agents.send(AgentCommandRequest(ctx["hostUuid"], VOLUMES_DELETE, {"paths": paths}))
+
+
+def vm_spec(db: Session, vm: VmInstance, hostname: str | None = None) -> dict[str, Any]:
+    """The VM as the agent's ``vm.create`` reads it."""
+    nics = db.execute(
+        select(VmNic, L2Network).join(L3Network, L3Network.uuid == VmNic.l3_network_uuid)
+        .join(L2Network, L2Network.uuid == L3Network.l2_network_uuid)
+        .where(VmNic.vm_instance_uuid == vm.uuid).order_by(VmNic.device_id)).all()
+    spec = {"uuid": vm.uuid, "name": vm.name, "cpuNum": vm.cpu_num,
+            "memorySize": vm.memory_size,
+            "volumes": [{"uuid": v.uuid, "path": v.install_path, "format": v.format,
+                         "deviceId": v.device_id} for v in _volumes_on_host(db, vm.uuid)],
+            "nics": [{"uuid": nic.uuid, "mac": nic.mac, "bridge": bridge_name(l2),
+                      "deviceId": nic.device_id, "ip": nic.ip} for nic, l2 in nics]}
+    if hostname:
+        spec["hostname"] = hostname
+    return spec
+
+
+@agent_step("vm.create-on-hypervisor")
+class CreateOnHypervisor:
+    def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
+        with env.session() as db:
+            vm = db.get(VmInstance, ctx["vmUuid"])
+            return AgentCommandRequest(ctx["hostUuid"], VM_CREATE,
+                                       vm_spec(db, vm, ctx.get("hostname")))
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        _destroy_on_host(ctx, env)
+
+
+def _destroy_on_host(ctx: FlowContext, env: StepEnv) -> None:
+    """Not waited for: destroying a VM the hypervisor does not have is a no-op there."""
+    if ctx.get("hostUuid"):
+        env.agents.send(AgentCommandRequest(ctx["hostUuid"], VM_DESTROY,
+                                            {"uuid": ctx["vmUuid"]}))
+
+
+# --- start, stop, reboot, destroy, expunge ----------------------------------------------------
+
+
+def _on_host(ctx: FlowContext, name: str, args: dict[str, Any] | None = None
+             ) -> AgentCommandRequest:
+    if not ctx.get("hostUuid"):
+        raise InvalidState(f"VM {ctx['vmUuid']} has no host to run {name} on")
+    return AgentCommandRequest(ctx["hostUuid"], name, {"uuid": ctx["vmUuid"], **(args or {})})
+
+
+@step("vm.reserve-host-capacity")
+class ReserveHostCapacity:
+    """A stopped VM starts where its volumes are: its last host, if it has the room."""
+
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            host = allocate_host(db, ctx["vmUuid"], HostRequest(
+                l3_network_uuids=ctx["l3NetworkUuids"], host_uuid=ctx.get("hostUuid")))
+            ctx["hostUuid"] = host.uuid
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            release_host(db, ctx["vmUuid"])
+
+
+@agent_step("vm.start-on-hypervisor")
+class StartOnHypervisor:
+    def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
+        return _on_host(ctx, VM_START)
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        if ctx.get("hostUuid"):  # it may have started after all; the VM settles Stopped
+            env.agents.send(_on_host(ctx, VM_STOP, {"force": True}))
+
+
+@agent_step("vm.stop-on-hypervisor")
+class StopOnHypervisor:
+    def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
+        return _on_host(ctx, VM_STOP, {"force": bool(ctx.get("force"))})
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """A VM that stopped cannot be un-stopped; one that did not is still running, as the
+        VM's restored state says. The next report corrects either."""
+
+
+@agent_step("vm.reboot-on-hypervisor")
+class RebootOnHypervisor:
+    def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
+        return _on_host(ctx, VM_REBOOT)
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """A reboot leaves nothing to undo."""
+
+
+@agent_step("vm.destroy-on-hypervisor")
+class DestroyOnHypervisor:
+    def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
+        return _on_host(ctx, VM_DESTROY)
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """A destroyed domain is not brought back; the VM's restored state is corrected by
+        the host's next report."""
+
+
+@step("vm.release-host-capacity")
+class ReleaseHostCapacity:
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            release_host(db, ctx["vmUuid"])
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """What the VM held comes back with its state (``vm_states.finish`` on failure)."""
+
+
+@agent_step("vm.delete-volumes-on-storage")
+class DeleteVolumesOnStorage:
+    def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
+        with env.session() as db:
+            paths = [v.install_path for v in _volumes_on_host(db, ctx["vmUuid"])]
+        if not ctx.get("hostUuid"):
+            raise InvalidState(f"VM {ctx['vmUuid']} has no host left to delete its volumes on")
+        return AgentCommandRequest(ctx["hostUuid"], VOLUMES_DELETE, {"paths": paths})
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """Deleted files stay deleted: the VM stays Destroyed and expunging it again ends
+        the work."""
+
+
+@step("vm.release-nics")
+class ReleaseNics:
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            _release_nics(db, ctx["vmUuid"])
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """Released IPs may be taken by now; an expunge that failed later is run again."""
+
+
+@step("vm.release-volumes")
+class ReleaseVolumes:
+    def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        with env.session() as db:
+            uuids = list(db.scalars(select(Volume.uuid).where(
+                Volume.vm_instance_uuid == ctx["vmUuid"])))
+            release_primary_storage(db, uuids)
+            db.execute(update(VmInstance).where(VmInstance.uuid == ctx["vmUuid"])
+                       .values(root_volume_uuid=None))
+            db.execute(delete(Volume).where(Volume.uuid.in_(uuids)))
+
+    def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
+        """Like the NICs: an expunge that failed later is run again."""
+
