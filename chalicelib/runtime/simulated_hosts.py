@@ -103,9 +103,48 @@ class SimulatedHosts:
             log.exception("simulated hosts: %s failed", what)
 
     def run_commands(self) -> None:
+        """Their commands, oldest first, for at most COMMAND_BUDGET seconds of a tick: the
+        rest wait for the next tick, so the reports due in this one are not late. They run
+        between two transactions, not inside one: a slow simulated command (``latencyMs``)
+        must not hold the database from everyone else."""
         with self._db.session() as db:
             self._adopt_new_hosts(db)
-            self._run_commands(db)
+            pending = self._pending(db)
+        budget_ends = time.monotonic() + self.COMMAND_BUDGET
+        outcomes: list[tuple[str, dict]] = []
+        for command in pending:
+            if time.monotonic() > budget_ends:
+                break
+            outcomes.append((command["host_uuid"], self.executors[command["host_uuid"]]
+                             .execute({key: command[key] for key in ("id", "name", "args")})))
+        if outcomes:
+            with self._db.session() as db:
+                self._record(db, outcomes)
+
+    def _pending(self, db: Session) -> list[dict]:
+        found = []
+        for command in db.scalars(
+                select(AgentCommand).join(Host, Host.uuid == AgentCommand.host_uuid)
+                .where(Host.hypervisor_type == "Simulator", AgentCommand.state == "Pending")
+                .order_by(AgentCommand.create_date).limit(self.COMMANDS_PER_TICK)):
+            if command.host_uuid not in self.hosts:
+                continue  # added after this tick's adoption; next tick
+            if command.host_uuid not in self.executors:
+                self.executors[command.host_uuid] = CommandExecutor(
+                    _driver(db.get(Host, command.host_uuid)))
+            found.append({"id": command.uuid, "name": command.name,
+                          "args": json.loads(command.args), "host_uuid": command.host_uuid})
+        return found
+
+    def _record(self, db: Session, outcomes: list[tuple[str, dict]]) -> None:
+        for host_uuid, outcome in outcomes:
+            commands.record(db, host_uuid, [CommandResult.model_validate(outcome)])
+        interval = get_value(db, tracker.PING_INTERVAL)
+        for host_uuid in dict.fromkeys(host for host, _ in outcomes):
+            host = db.get(Host, host_uuid)
+            executor = self.executors[host_uuid]
+            self._sync_vms(db, host, executor)
+            tracker.reported(db, host, executor.driver.facts(), interval)
 
     def tick(self, tick: int) -> None:
         self.run_commands()
@@ -125,34 +164,6 @@ class SimulatedHosts:
             self.hosts.add(host.uuid)
             newest = max(newest or host.create_date, host.create_date)
         self._adopted_until = newest
-
-    def _run_commands(self, db: Session) -> None:
-        """Their commands, oldest first, for at most COMMAND_BUDGET seconds of a tick: the
-        rest wait for the next tick, so the reports due in this one are not late."""
-        budget_ends = time.monotonic() + self.COMMAND_BUDGET
-        pending = list(db.scalars(
-            select(AgentCommand).join(Host, Host.uuid == AgentCommand.host_uuid)
-            .where(Host.hypervisor_type == "Simulator", AgentCommand.state == "Pending")
-            .order_by(AgentCommand.create_date).limit(self.COMMANDS_PER_TICK)))
-        touched: dict[str, CommandExecutor] = {}
-        for command in pending:
-            if time.monotonic() > budget_ends:
-                break
-            if command.host_uuid not in self.hosts:
-                continue  # added after this tick's adoption; next tick
-            executor = self.executors.get(command.host_uuid)
-            if executor is None:
-                executor = CommandExecutor(_driver(db.get(Host, command.host_uuid)))
-                self.executors[command.host_uuid] = executor
-            outcome = executor.execute({"id": command.uuid, "name": command.name,
-                                        "args": json.loads(command.args)})
-            commands.record(db, command.host_uuid, [CommandResult.model_validate(outcome)])
-            touched[command.host_uuid] = executor
-        interval = get_value(db, tracker.PING_INTERVAL)
-        for host_uuid, executor in touched.items():
-            host = db.get(Host, host_uuid)
-            self._sync_vms(db, host, executor)
-            tracker.reported(db, host, executor.driver.facts(), interval)
 
     def _sync_vms(self, db: Session, host: Host, executor: CommandExecutor) -> None:
         vms = executor.driver.list_vms()
