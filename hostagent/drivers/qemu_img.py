@@ -30,7 +30,11 @@ class QemuImg:
             self._check_same(request)
             return VolumeInfo(request.path, actual_size(request.path))
         target = Path(request.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only or full file system ...
+            raise DriverError(f"cannot create directory {target.parent} for volume "
+                              f"{request.path}: {exc.strerror or exc}") from exc
         partial = target.with_name(f".{target.name}.creating")
         argv = ["qemu-img", "create", "-q", "-f", request.format]
         if request.backing_file is not None:
@@ -46,10 +50,12 @@ class QemuImg:
     def delete(self, path: str) -> None:
         try:
             os.remove(path)
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # absent (a path under a file cannot exist either)
         except IsADirectoryError as exc:
             raise DriverError(f"{path} is a directory, not a volume") from exc
+        except OSError as exc:
+            raise DriverError(f"cannot delete volume {path}: {exc.strerror or exc}") from exc
 
     def _check_same(self, request: VolumeRequest) -> None:
         info = self.info(request.path)

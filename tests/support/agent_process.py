@@ -26,15 +26,26 @@ class Client:
             "accountName": "admin", "password": ADMIN_PASSWORD}).json()["inventory"]["token"]
         self.http.headers["Authorization"] = f"Bearer {token}"
 
-    def do(self, method: str, path: str, body: dict | None = None) -> dict:
-        job_uuid = self.http.request(method, path, json=body).json()["jobUuid"]
-        deadline = time.monotonic() + 20
+    def submit(self, method: str, path: str, body: dict | None = None,
+               within: float = 20) -> dict:
+        """The job of a mutating call once it has ended (Succeeded or Failed)."""
+        accepted = self.http.request(method, path, json=body)
+        assert accepted.status_code == 202, accepted.text
+        job_uuid = accepted.json()["jobUuid"]
+        deadline = time.monotonic() + within
         while (job := self.http.get(f"/v1/api-jobs/{job_uuid}").json())["state"] in (
                 "Waiting", "Running"):
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, f"job {job_uuid} not done in {within}s: {job}"
             time.sleep(0.02)
+        return job
+
+    def do(self, method: str, path: str, body: dict | None = None) -> dict:
+        job = self.submit(method, path, body)
         assert job["state"] == "Succeeded", job
         return job["result"]
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get(path)
 
     def host(self, uuid: str) -> dict:
         return self.http.get(f"/v1/hosts/{uuid}").json()["inventory"]

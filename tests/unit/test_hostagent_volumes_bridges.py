@@ -109,6 +109,17 @@ def test_delete_is_fine_when_absent_and_refuses_directories(tmp_path):
         QemuImg().delete(str(tmp_path))
 
 
+def test_a_file_where_the_volume_directory_should_be_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    volume = str(blocker / "vms" / "vm-1" / "root.qcow2")
+    with pytest.raises(DriverError, match=f"cannot create directory {blocker}/vms/vm-1 for "
+                                          "volume .*: Not a directory"):
+        QemuImg(lambda argv: "").create(VolumeRequest(volume, 1 << 20))
+    QemuImg().delete(volume)  # what cannot exist is absent: a rollback's delete succeeds
+    assert blocker.read_text() == "in the way"
+
+
 @pytest.mark.skipif(not HAS_QEMU_IMG and os.environ.get("CI", "").lower() != "true",
                     reason="qemu-img is not installed (scripts/bootstrap installs qemu-utils; "
                            "under CI=true this test must run)")
