@@ -2,44 +2,23 @@
 moto stands in for SQS; the handlers are the real ones from app.py."""
 from __future__ import annotations
 
-import json
-
 import boto3
 import httpx
 import pytest
 from chalice.test import Client
-from moto import mock_aws
 
 from chalicelib import runtime
-from chalicelib.runtime.aws import AwsRuntime
 from chalicelib.runtime.wsgi import ChaliceWsgiApp
-from chalicelib.settings import Settings
 from tests.support.api import ApiClient
-
-AGENT_ROLE_TRUST = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
-    "Action": "sts:AssumeRole"}]}
+from tests.support.serverless import aws_runtime, deliver, serverless_api
 
 
 @pytest.fixture
 def aws(db_url, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        queue_url = boto3.client("sqs").create_queue(
-            QueueName="aerie-operations.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-        role_arn = boto3.client("iam").create_role(
-            RoleName="aerie-agent", AssumeRolePolicyDocument=json.dumps(AGENT_ROLE_TRUST),
-        )["Role"]["Arn"]
-        settings = Settings.from_env({"AERIE_DB_URL": db_url, "AERIE_RUNTIME": "aws",
-                                      "AERIE_JOBS_QUEUE_URL": queue_url,
-                                      "AERIE_AGENT_ROLE_ARN": role_arn,
-                                      "AERIE_VAR_DIR": str(tmp_path)})
-        serverless = AwsRuntime(settings)
-        runtime.install(serverless)
-        yield queue_url
-        runtime.install(None)
-        serverless.close()
+    with aws_runtime(db_url, tmp_path) as serverless:
+        yield serverless.settings.jobs_queue_url
 
 
 def test_job_travels_through_sqs_to_the_consumer_lambda(aws):
@@ -68,13 +47,6 @@ def test_job_travels_through_sqs_to_the_consumer_lambda(aws):
             "via-sqs"
 
 
-def _deliver(chalice_app, bodies):
-    with Client(chalice_app.app) as lambdas:
-        event = lambdas.events.generate_sqs_event(message_bodies=bodies,
-                                                  queue_name="aerie-operations.fifo")
-        lambdas.lambda_.invoke("run_operations", event)
-
-
 def test_a_redelivery_after_the_consumer_died_fails_the_job_as_interrupted(aws):
     import app as chalice_app
     from chalicelib.db.models import ApiJob
@@ -88,11 +60,11 @@ def test_a_redelivery_after_the_consumer_died_fails_the_job_as_interrupted(aws):
         # The Lambda that took it died mid-run: the job says Running, the message comes back.
         with runtime.current().db.session() as db:
             db.get(ApiJob, job_uuid).state = "Running"
-        _deliver(chalice_app, [message["Body"]])
+        deliver(chalice_app, [message["Body"]])
         job = api.get(f"/v1/api-jobs/{job_uuid}").json()
         assert job["state"] == "Failed" and job["error"]["code"] == "Interrupted"
         # A further duplicate delivery changes nothing.
-        _deliver(chalice_app, [message["Body"]])
+        deliver(chalice_app, [message["Body"]])
         assert api.get(f"/v1/api-jobs/{job_uuid}").json()["finishedAt"] == job["finishedAt"]
 
 
@@ -116,44 +88,12 @@ def test_a_level_n_signature_spreads_over_n_message_groups(aws):
     assert seen == 40
 
 
-class Serverless:
-    """The app as API Gateway and the consumer Lambda would run it, with a job pump."""
-
-    def __init__(self, http: httpx.Client, jobs_queue: str) -> None:
-        import app as chalice_app
-
-        self.app = chalice_app
-        self.api = ApiClient(http)
-        self.api.login()
-        self.sqs = boto3.client("sqs")
-        self.jobs_queue = jobs_queue
-
-    def do(self, method: str, path: str, body: dict) -> dict:
-        accepted = self.api.request(method, path, json=body).json()
-        while batch := self.sqs.receive_message(QueueUrl=self.jobs_queue).get("Messages"):
-            _deliver(self.app, [m["Body"] for m in batch])
-            for message in batch:
-                self.sqs.delete_message(QueueUrl=self.jobs_queue,
-                                        ReceiptHandle=message["ReceiptHandle"])
-        job = self.api.get(f"/v1/api-jobs/{accepted['jobUuid']}").json()
-        assert job["state"] == "Succeeded", job
-        return job["result"]
-
-    def add_hosts(self, count: int) -> list[dict]:
-        zone = self.do("POST", "/v1/zones", {"name": "z"})["uuid"]
-        cluster = self.do("POST", "/v1/clusters", {"zoneUuid": zone, "name": "c"})["uuid"]
-        return [self.do("POST", "/v1/hosts/kvm", {
-            "clusterUuid": cluster, "name": f"kvm-{n}", "managementIp": f"10.0.0.{n + 5}",
-            "deployAgent": False}) for n in range(count)]
-
-
 @pytest.fixture
 def serverless(aws):
     import app as chalice_app
 
-    wsgi = ChaliceWsgiApp(chalice_app.app)
-    with httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://aerie") as http:
-        yield Serverless(http, aws)
+    with serverless_api(chalice_app, aws) as api:
+        yield api
 
 
 def test_a_serverless_agent_gets_commands_on_its_queue_and_reports_through_the_api(serverless):

@@ -18,23 +18,24 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.core.responses import EmptyResult
-from moto.stepfunctions.responses import StepFunctionResponse
 
 from chalicelib import runtime
 from chalicelib.flows import steps as step_registry
-from chalicelib.flows.asl import compile_chain, render, with_function_arn
+from chalicelib.flows.asl import compile_chain, render
 from chalicelib.flows.chains import CHAINS_DIR, Chain, ChainLibrary
 from chalicelib.flows.local import LocalFlowRunner
 from chalicelib.flows.outcome import AGENT_COMMAND_FAILED, AGENT_TIMED_OUT, STEP_FAILED
 from chalicelib.flows.stepfunctions import StepFunctionsFlowRunner
 from chalicelib.flows.steps import StepRegistry
+from tests.support.stepfunctions import (
+    EXECUTING,
+    MACHINE_PREFIX,
+    REGION,
+    create_state_machines,
+    run_step_lambda_in_process,
+)
 from tests.unit.test_flow_fakes import FakeAgents, Journal, fake_env, recording_registry
 
-REGION, ACCOUNT = "us-east-1", "123456789012"
-FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:aerie-flow_step"
-MACHINE_PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:aerie-flow-"
 # A chain of the tests' own, to see an agent wait time out (a 1 s timeout).
 TIMEOUT_CHAIN = {"name": "agent-timeout", "steps": [
     "test.before-wait", {"name": "test.wait", "waitsForAgent": True, "timeoutSeconds": 1},
@@ -90,30 +91,6 @@ class Harness:
     remote: StepFunctionsFlowRunner
 
 
-def bridge_lambda_to_app(app_module):
-    """moto's Lambda without Docker echoes its input; this runs the real step Lambda."""
-
-    def invoke(self, function_name, qualifier, body, headers, response_headers):
-        try:
-            result = app_module.flow_step(json.loads(body), None)
-        except Exception as exc:  # noqa: BLE001 - what Lambda reports for any exception
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({"errorType": type(exc).__name__,
-                               "errorMessage": str(exc)}).encode()
-        return json.dumps(result).encode()
-
-    return invoke
-
-
-def send_task_failure_with_cause(self):
-    """moto 5.2.5's SendTaskFailure drops ``cause`` (its backend takes it, the response
-    handler does not pass it); AWS keeps it, so the tests pass it on."""
-    self.stepfunction_backend.send_task_failure(
-        self._get_param("taskToken"), error=self._get_param("error"),
-        cause=self._get_param("cause"))
-    return EmptyResult()
-
-
 @pytest.fixture(scope="module")
 def harness():
     import app as app_module
@@ -121,20 +98,16 @@ def harness():
     journal = Journal()
     library = chain_library()
     registry = recording_registry(journal, library)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True},
-                          "lambda": {"use_docker": False}}), pytest.MonkeyPatch.context() as mp:
+    with mock_aws(config=EXECUTING), pytest.MonkeyPatch.context() as mp:
         stepfunctions = boto3.client("stepfunctions", region_name=REGION)
         agents = FakeAgents(journal, stepfunctions)
-        mp.setattr(LambdaSimpleBackend, "invoke", bridge_lambda_to_app(app_module))
-        mp.setattr(StepFunctionResponse, "send_task_failure", send_task_failure_with_cause)
+        run_step_lambda_in_process(mp, app_module)
         mp.setattr(step_registry, "STEPS", registry)
         mp.setattr(app_module, "step_env", lambda _runtime: fake_env(agents))
         mp.setattr(runtime, "_current", SimpleNamespace())
         chains = {name: library.resolve(name, registry) for name in library.names()}
-        for name, chain in chains.items():
-            stepfunctions.create_state_machine(
-                name=f"aerie-flow-{name}", roleArn=f"arn:aws:iam::{ACCOUNT}:role/aerie-flows",
-                definition=with_function_arn(render(compile_chain(chain)), FUNCTION_ARN))
+        create_state_machines(stepfunctions, {name: render(compile_chain(chain))
+                                              for name, chain in chains.items()})
         yield Harness(journal, registry, chains, stepfunctions,
                       StepFunctionsFlowRunner(stepfunctions, MACHINE_PREFIX, poll_seconds=0.01))
 
