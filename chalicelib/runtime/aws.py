@@ -91,9 +91,10 @@ class StepFunctionsFlowEngine:
     and the next delivery waits again), so a flow may outlast any one Lambda."""
 
     def __init__(self, db: Database, stepfunctions: Any, state_machine_prefix: str,
-                 wait_seconds: float) -> None:
+                 wait_seconds: float, poll_seconds: float = 1.0) -> None:
         self._db = db
-        self._runner = StepFunctionsFlowRunner(stepfunctions, state_machine_prefix)
+        self._runner = StepFunctionsFlowRunner(stepfunctions, state_machine_prefix,
+                                               poll_seconds)
         self._sfn = stepfunctions
         self._wait_seconds = wait_seconds
 
