@@ -11,6 +11,12 @@ from typing import Any
 from hostagent.protocol import Command, Report
 
 
+def test_command(number: int, name: str, args: dict[str, Any] | None,
+                 command_id: str | None) -> Command:
+    """The ``number``-th command a test pushes (``cmd-<number>`` unless it names one)."""
+    return {"id": command_id or f"cmd-{number}", "name": name, "args": args or {}}
+
+
 class MemoryTransport:
     def __init__(self, ping_interval: int | None = None,
                  idle: Callable[[float], Any] | None = None) -> None:

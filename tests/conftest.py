@@ -79,6 +79,14 @@ def db_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
+def db(db_url):
+    """The prepared database, for tests of domain code below the API."""
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def control_plane(db_url, tmp_path):
     settings = Settings.from_env({"AERIE_DB_URL": db_url, "AERIE_VAR_DIR": str(tmp_path),
                                   "AERIE_JOB_WORKERS": "4"})

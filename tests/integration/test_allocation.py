@@ -27,13 +27,6 @@ from tests.support.datacenter import Builder, GiB, Site, build_site, building
 from tests.support.invariants import CAPACITY_CHECKS, CHECKS, assert_no_leaks
 
 
-@pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    yield database
-    database.dispose()
-
-
 def request_for(site: Site, **overrides) -> HostRequest:
     return replace(HostRequest(l3_network_uuids=[site.l3], disk_size=10 * GiB), **overrides)
 

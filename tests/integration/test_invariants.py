@@ -24,13 +24,6 @@ from tests.support.invariants import assert_no_leaks, find_leaks
 
 
 @pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def site(db) -> Site:
     with building(db) as b:
         return build_site(b)

@@ -21,13 +21,6 @@ from tests.support.datacenter import build_site, building
 from tests.support.invariants import assert_no_leaks, ip_leaks
 
 
-@pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    yield database
-    database.dispose()
-
-
 def small_network(db: Database, start: str, end: str, cidr: str, gateway: str) -> str:
     with building(db) as b:
         zone = b.zone()

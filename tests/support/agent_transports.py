@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hostagent.memory_transport import MemoryTransport
+from hostagent.memory_transport import MemoryTransport, test_command
 from hostagent.protocol import Command, Report
 from hostagent.queue_access import FixedQueueAccess
 from hostagent.sqs_transport import SqsTransport
@@ -33,10 +33,9 @@ class SqsHarness(SqsTransport):
     def push(self, name: str, args: dict[str, Any] | None = None,
              command_id: str | None = None) -> str:
         self._pushed += 1
-        command_id = command_id or f"cmd-{self._pushed}"
-        self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(
-            {"id": command_id, "name": name, "args": args or {}}))
-        return command_id
+        command = test_command(self._pushed, name, args, command_id)
+        self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(command))
+        return command["id"]
 
     def fail_next(self, errors: Iterable[Exception]) -> None:
         self._failures.extend(errors)
