@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,9 +23,13 @@ from tests.support.agent_process import Client, agent_log, control_plane, start_
 
 if os.environ.get("CI", "").lower() == "true":
     import libvirt  # noqa: F401  (under CI it must be there: make test installs it)
+    assert shutil.which("qemu-img"), "CI=true needs qemu-img (scripts/bootstrap installs it)"
 else:
     pytest.importorskip("libvirt",
                         reason="libvirt-python is not installed (make test installs it)")
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is not installed (scripts/bootstrap installs qemu-utils)",
+                    allow_module_level=True)
 pytestmark = pytest.mark.slow
 
 MIB = 1024 * 1024
@@ -160,6 +165,13 @@ def agent_results(cloud: Cloud, name: str) -> list[AgentCommand]:
         return found
 
 
+def answer(cloud: Cloud, name: str) -> dict:
+    """What the agent answered to the latest ``name`` command: the driver's result."""
+    latest = agent_results(cloud, name)[-1]
+    assert latest.state == "Succeeded", (name, latest.error)
+    return json.loads(latest.result)
+
+
 def qemu_img_info(path: str) -> dict:
     return json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", path],
                                      capture_output=True, text=True, check=True).stdout)
@@ -217,6 +229,12 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
     # would be corrected to Stopped) and it is Aerie's VM, not a stranger.
     (vm_created,) = agent_results(cloud, "vm.create")
     assert json.loads(vm_created.result) == {"state": "Running"}
+    spec = json.loads(vm_created.args)  # what libvirt's domain was defined from
+    assert [(v["path"], v["deviceId"]) for v in spec["volumes"]] == [(paths[0], 0),
+                                                                     (paths[1], 1)]
+    (nic,) = spec["nics"]
+    assert nic["bridge"] == "br_eth0" and nic["ip"] == ip and nic["mac"]
+    assert (spec["cpuNum"], spec["memorySize"], spec["hostname"]) == (1, VM_MEMORY, "web-1")
     host = next_reports(cloud)
     assert vm(cloud, uuid)["state"] == "Running"
     assert strangers(host) == {TEST_DOMAIN}
@@ -224,6 +242,7 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
 
     assert api.do("PUT", f"/v1/vm-instances/{uuid}/actions/stop")["state"] == "Stopped"
     phases.done("StopVmInstance")
+    assert answer(cloud, "vm.stop") == {"state": "Stopped"}
     host = next_reports(cloud)
     assert vm(cloud, uuid)["state"] == "Stopped"
     # The stopped domain stays defined in libvirt (vm.start names only the uuid). Today the
@@ -235,16 +254,21 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
     started = api.do("PUT", f"/v1/vm-instances/{uuid}/actions/start")
     assert started["state"] == "Running" and started["hostUuid"] == cloud.host
     phases.done("StartVmInstance")
+    assert answer(cloud, "vm.start") == {"state": "Running"}
     assert api.do("PUT", f"/v1/vm-instances/{uuid}/actions/reboot")["state"] == "Running"
     phases.done("RebootVmInstance")
+    assert answer(cloud, "vm.reboot") == {"state": "Running"}
     host = next_reports(cloud)
     assert vm(cloud, uuid)["state"] == "Running" and strangers(host) == {TEST_DOMAIN}
     phases.done("two reports: still Running")
 
     assert api.do("DELETE", f"/v1/vm-instances/{uuid}")["state"] == "Destroyed"
     phases.done("DestroyVmInstance")
+    assert answer(cloud, "vm.destroy") == {}
     # The domain is gone from libvirt: were it still defined, the agent would list it and
     # the control plane would record it as a stranger (the VM is on no host any more).
+    destroyed = vm(cloud, uuid)
+    assert destroyed["hostUuid"] is None and destroyed["lastHostUuid"] == cloud.host
     host = next_reports(cloud)
     assert strangers(host) == {TEST_DOMAIN}
     assert vm(cloud, uuid)["state"] == "Destroyed"
@@ -255,6 +279,10 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
     api.do("PUT", f"/v1/vm-instances/{uuid}/actions/expunge")
     phases.done("ExpungeVmInstance")
     assert api.get(f"/v1/vm-instances/{uuid}").status_code == 404
+    assert answer(cloud, "volumes.delete") == {}
+    assert json.loads(agent_results(cloud, "volumes.delete")[-1].args) == {"paths": paths}
+    # The files are gone. (Their directory `vms/<vm uuid>/` stays, empty: volumes.delete
+    # names files only.)
     assert files_under(cloud.storage_dir) == []
     assert used_ips(cloud) == []
     assert storage_available(cloud) == available_before
