@@ -4,7 +4,7 @@ from chalice import Rate
 from chalicelib import runtime
 from chalicelib.agents.tracker import track
 from chalicelib.api.chalice_app import AerieChalice, register_operations
-from chalicelib.api.jobs import run_job
+from chalicelib.api.jobs import FlowStillRunning, run_job
 from chalicelib.api.registry import OPERATIONS, operation
 from chalicelib.flows.agent_waits import step_env
 from chalicelib.flows.invocation import handle_step_event
@@ -21,8 +21,14 @@ register_operations(app, OPERATIONS, runtime.current)
 def run_operations(event):
     # batch_size=1: the message stays in flight (its group withheld) until the job ends.
     for record in event:
-        consume(record.body, lambda job_uuid: run_job(runtime.current().db, job_uuid, operation,
-                                                      runtime.current().flows))
+        try:
+            consume(record.body, lambda job_uuid: run_job(
+                runtime.current().db, job_uuid, operation, runtime.current().flows))
+        except FlowStillRunning:
+            # Its turn is up but its flow goes on: fail on purpose so the message is not
+            # deleted, and have it back at once, so the next delivery waits for the flow.
+            runtime.current().jobs.hand_back(record.receipt_handle)
+            raise
     runtime.current().agents.deliver_pending()  # commands the job queued for host agents
 
 

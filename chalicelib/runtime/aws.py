@@ -3,6 +3,7 @@ from its signature); the consumer Lambda in app.py runs it while holding the gro
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -23,13 +24,33 @@ from chalicelib.flows.stepfunctions import StepFunctionsFlowRunner
 from chalicelib.ops.sqs import SqsFifoQueue
 from chalicelib.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class SqsJobRunner:
-    def __init__(self, queue_url: str) -> None:
-        self.queue = SqsFifoQueue(boto3.client("sqs"), queue_url)
+    # How soon a job's message comes back once its delivery gave its turn up (FlowStillRunning).
+    HAND_BACK_SECONDS = 1
+
+    def __init__(self, queue_url: str, sqs_client: Any = None) -> None:
+        self._sqs = sqs_client or boto3.client("sqs")
+        self._queue_url = queue_url
+        self.queue = SqsFifoQueue(self._sqs, queue_url)
 
     def submit(self, job_uuid: str, signature: str, level: int) -> None:
         self.queue.submit(job_uuid, signature, level)
+
+    def hand_back(self, receipt_handle: str) -> None:
+        """Make a delivered message visible again soon: the consumer gives its turn up while
+        the job's flow goes on, and the next delivery should wait for it now, not after the
+        queue's visibility timeout (which must exceed the Lambda's whole timeout). Best
+        effort: if it fails, the message still comes back after that timeout."""
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url, ReceiptHandle=receipt_handle,
+                VisibilityTimeout=self.HAND_BACK_SECONDS)
+        except ClientError as exc:
+            log.warning("could not hand a job's message back early (%s); it comes back "
+                        "after the queue's visibility timeout", exc)
 
 
 class SqsAgentChannel:

@@ -1,7 +1,9 @@
-"""A small cloud built through the API, ready for VMs: a zone, a simulator cluster with its
-hosts, primary and backup storage, an image, a flat L2/L3 network and an instance offering."""
+"""A small cloud built through the API, ready for VMs: a zone, a cluster with its hosts
+(simulator hosts, or whatever ``add_hosts`` adds), primary and backup storage, an image, a
+flat L2/L3 network and an instance offering."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +31,21 @@ class Cloud:
 def build_cloud(api, *, hosts: int = 2, cpu_num: int = 8, memory_size: int = 16 * GIB,
                 storage: int = 1024 * GIB, image_size: int = GIB, cidr: str = "10.20.0.0/24",
                 simulator: dict[str, Any] | None = None, vm_cpu: int = 2,
-                vm_memory: int = 2 * GIB) -> Cloud:
+                vm_memory: int = 2 * GIB,
+                add_hosts: Callable[[Any, str], list[str]] | None = None) -> Cloud:
+    """``add_hosts(api, cluster_uuid)`` adds the cluster's hosts (a KVM cluster then) and
+    returns their uuids; without it, ``hosts`` simulator hosts are added."""
     zone = api.do("POST", "/v1/zones", {"name": "zone-1"})["uuid"]
-    cluster = api.do("POST", "/v1/clusters", {"zoneUuid": zone, "name": "cluster-1",
-                                              "hypervisorType": "Simulator"})["uuid"]
-    host_uuids = [api.do("POST", "/v1/hosts/simulator", {
-        "clusterUuid": cluster, "name": f"sim-{n}", "cpuNum": cpu_num,
-        "memorySize": memory_size, "simulator": simulator or {}})["uuid"]
-        for n in range(hosts)]
+    cluster = api.do("POST", "/v1/clusters", {
+        "zoneUuid": zone, "name": "cluster-1",
+        "hypervisorType": "KVM" if add_hosts else "Simulator"})["uuid"]
+    if add_hosts is not None:
+        host_uuids = add_hosts(api, cluster)
+    else:
+        host_uuids = [api.do("POST", "/v1/hosts/simulator", {
+            "clusterUuid": cluster, "name": f"sim-{n}", "cpuNum": cpu_num,
+            "memorySize": memory_size, "simulator": simulator or {}})["uuid"]
+            for n in range(hosts)]
     ps = api.do("POST", "/v1/primary-storage/local-storage", {
         "zoneUuid": zone, "name": "local", "url": "/var/lib/aerie/ps",
         "totalCapacity": storage})["uuid"]
