@@ -73,8 +73,12 @@ def _volume(item: dict[str, Any]) -> VolumeSpec:
 
 
 def _nic(item: dict[str, Any]) -> NicSpec:
+    vlan = integer(item, "vlan", None)
+    if vlan is not None and not 1 <= vlan <= 4094:
+        raise ArgumentError("'vlan' must be between 1 and 4094")
     return NicSpec(uuid=text(item, "uuid"), mac=text(item, "mac"), bridge=text(item, "bridge"),
-                   device_id=integer(item, "deviceId"))
+                   device_id=integer(item, "deviceId"),
+                   physical_interface=text(item, "physicalInterface", None), vlan=vlan)
 
 
 def each(args: dict[str, Any], key: str, read: Callable[[dict[str, Any]], T]) -> list[T]:

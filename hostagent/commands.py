@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hostagent import arguments
-from hostagent.drivers.base import DEFAULT_STOP_TIMEOUT, Driver, VolumeInfo
+from hostagent.drivers.base import DEFAULT_STOP_TIMEOUT, Driver, VmSpec, VolumeInfo
 from hostagent.protocol import CommandName
 
 Handler = Callable[[Driver, dict[str, Any]], dict[str, Any]]
@@ -21,11 +21,24 @@ def _ping(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
 
 def _vm_create(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
     spec = arguments.vm_spec(args)
+    _bridges_for(driver, spec)
     return {"state": driver.create_vm(spec, start=arguments.flag(args, "start", True)).value}
 
 
 def _vm_start(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
-    return {"state": driver.start_vm(arguments.text(args, "uuid")).value}
+    """With the VM's whole spec, (re)defines it first: a host that lost the domain (rebuilt,
+    or undefined by hand) can still start it; with the uuid alone, starts what is defined."""
+    if "cpuNum" not in args:
+        return {"state": driver.start_vm(arguments.text(args, "uuid")).value}
+    spec = arguments.vm_spec(args)
+    _bridges_for(driver, spec)
+    return {"state": driver.create_vm(spec, start=True).value}
+
+
+def _bridges_for(driver: Driver, spec: VmSpec) -> None:
+    for request in dict.fromkeys(nic.bridge_request for nic in spec.nics):
+        if request is not None:
+            driver.setup_bridge(request)
 
 
 def _vm_stop(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:

@@ -41,5 +41,13 @@ def sync_vms(db: Session, host: Host, reported: list[ReportedVm]) -> list[str]:
         changed.append(uuid)
         events.publish("vm.state.changed", {"vmUuid": uuid, "hostUuid": host.uuid,
                                             "from": previous, "to": actual, "by": "sync"})
-    note_strangers(host, [uuid for uuid in seen if uuid not in on_host])
+    unknown = [uuid for uuid in seen if uuid not in on_host]
+    if unknown:
+        # A stopped VM stays defined on its last host (that is where it starts again): not
+        # a stranger, and not the sync's to change (it holds no host while it is stopped).
+        stopped_here = set(db.scalars(select(VmInstance.uuid).where(
+            VmInstance.host_uuid.is_(None), VmInstance.last_host_uuid == host.uuid,
+            VmInstance.uuid.in_(unknown))))
+        unknown = [uuid for uuid in unknown if uuid not in stopped_here]
+    note_strangers(host, unknown)
     return changed

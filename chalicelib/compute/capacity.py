@@ -2,7 +2,7 @@
 after the VMs placed on it. Recomputed from the VMs themselves, so drift cannot build up."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from chalicelib.db.models import Host, VmInstance
@@ -24,15 +24,22 @@ HOLDING_STATES = ("Starting", "Running", "Stopping", "Rebooting", "Migrating", "
 
 def refresh_capacity(db: Session, host: Host, cpu_num: int | None,
                      memory_bytes: int | None) -> None:
-    """Totals from the host's own numbers, available = total - what its VMs hold."""
+    """Totals from the host's own numbers, available = total - what its VMs hold, in one
+    statement: a VM placed on the host meanwhile (its hold committed after this transaction
+    began) is counted, not overwritten."""
+    values = {}
     if cpu_num:
-        host.total_cpu_capacity = int(cpu_num * get_value(db, CPU_RATIO))
+        values[Host.total_cpu_capacity] = int(cpu_num * get_value(db, CPU_RATIO))
     if memory_bytes:
-        host.total_memory_capacity = int(memory_bytes * get_value(db, MEMORY_RATIO))
-    used_cpu, used_memory = db.execute(
-        select(func.coalesce(func.sum(VmInstance.cpu_num), 0),
-               func.coalesce(func.sum(VmInstance.memory_size), 0))
-        .where(VmInstance.host_uuid == host.uuid, VmInstance.state.in_(HOLDING_STATES))
-    ).one()
-    host.available_cpu_capacity = host.total_cpu_capacity - int(used_cpu)
-    host.available_memory_capacity = host.total_memory_capacity - int(used_memory)
+        values[Host.total_memory_capacity] = int(memory_bytes * get_value(db, MEMORY_RATIO))
+    holding = (VmInstance.host_uuid == Host.uuid) & VmInstance.state.in_(HOLDING_STATES)
+    used_cpu = select(func.coalesce(func.sum(VmInstance.cpu_num), 0)).where(holding)
+    used_memory = select(func.coalesce(func.sum(VmInstance.memory_size), 0)).where(holding)
+    total_cpu = values.get(Host.total_cpu_capacity, Host.total_cpu_capacity)
+    total_memory = values.get(Host.total_memory_capacity, Host.total_memory_capacity)
+    values[Host.available_cpu_capacity] = total_cpu - used_cpu.scalar_subquery()
+    values[Host.available_memory_capacity] = total_memory - used_memory.scalar_subquery()
+    db.execute(update(Host).where(Host.uuid == host.uuid).values(values)
+               .execution_options(synchronize_session=False))
+    db.expire(host, ["total_cpu_capacity", "total_memory_capacity", "available_cpu_capacity",
+                     "available_memory_capacity"])

@@ -194,6 +194,7 @@ def vm_spec(db: Session, vm: VmInstance, hostname: str | None = None) -> dict[st
             "volumes": [{"uuid": v.uuid, "path": v.install_path, "format": v.format,
                          "deviceId": v.device_id} for v in _volumes_on_host(db, vm.uuid)],
             "nics": [{"uuid": nic.uuid, "mac": nic.mac, "bridge": bridge_name(l2),
+                      "physicalInterface": l2.physical_interface, "vlan": l2.vlan,
                       "deviceId": nic.device_id, "ip": nic.ip} for nic, l2 in nics]}
     if hostname:
         spec["hostname"] = hostname
@@ -246,8 +247,13 @@ class ReserveHostCapacity:
 
 @agent_step("vm.start-on-hypervisor")
 class StartOnHypervisor:
+    """With the whole spec, as create sends it: a host that lost the domain defines it again
+    (and its bridges), so the VM starts wherever its volumes are."""
+
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
-        return _on_host(ctx, VM_START)
+        with env.session() as db:
+            spec = vm_spec(db, db.get(VmInstance, ctx["vmUuid"]))
+        return _on_host(ctx, VM_START, spec)
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         if ctx.get("hostUuid"):  # it may have started after all; the VM settles Stopped

@@ -33,6 +33,15 @@ class NicSpec:
     mac: str
     bridge: str
     device_id: int
+    # Set: the bridge is made (if missing) on this interface (and VLAN) before the VM runs.
+    physical_interface: str | None = None
+    vlan: int | None = None
+
+    @property
+    def bridge_request(self) -> BridgeRequest | None:
+        if self.physical_interface is None:
+            return None
+        return BridgeRequest(self.bridge, self.physical_interface, self.vlan)
 
 
 @dataclass(frozen=True, slots=True)

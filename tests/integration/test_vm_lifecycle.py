@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import json
 
 import pytest
 
+from chalicelib.agents.protocol import ReportedVm
+from chalicelib.agents.vm_sync import sync_vms
 from chalicelib.db.models import Host, L3Network, PrimaryStorage, UsedIp
 from tests.support.cloud import GIB, Cloud, build_cloud
 from tests.support.invariants import assert_no_leaks
@@ -252,3 +255,26 @@ def test_concurrent_creates_get_distinct_ips_and_exact_capacity(api, running_hos
     assert held == 29 * GIB
     (failed,) = [job for job in jobs if job["state"] == "Failed"]
     assert "NoFreeIp" in failed["error"]["message"]
+
+
+def test_a_stopped_vm_defined_on_its_last_host_is_no_stranger(api, cloud, control_plane):
+    uuid = api.do("POST", "/v1/vm-instances", cloud.vm_request("sleeper"))["uuid"]
+    on = vm(api, uuid)["hostUuid"]
+    api.do("PUT", f"/v1/vm-instances/{uuid}/actions/stop")
+    hypervisor = control_plane.simulated_hosts.executors[on].driver
+    assert uuid in hypervisor.vms  # still defined there, stopped
+    with control_plane.db.session() as db:  # the host's next report lists it
+        sync_vms(db, db.get(Host, on), [ReportedVm(uuid=uuid, state="Stopped"),
+                                        ReportedVm(uuid="f" * 32, state="Running")])
+    assert host(api, on)["strangerVmUuids"] == json.dumps(["f" * 32])
+    assert vm(api, uuid)["state"] == "Stopped"
+
+
+def test_a_host_that_lost_a_stopped_vm_defines_it_again_on_start(api, cloud, control_plane):
+    uuid = api.do("POST", "/v1/vm-instances", cloud.vm_request("phoenix"))["uuid"]
+    on = vm(api, uuid)["hostUuid"]
+    api.do("PUT", f"/v1/vm-instances/{uuid}/actions/stop")
+    hypervisor = control_plane.simulated_hosts.executors[on].driver
+    hypervisor.destroy_vm(uuid)  # the host was rebuilt, or someone undefined it
+    assert api.do("PUT", f"/v1/vm-instances/{uuid}/actions/start")["state"] == "Running"
+    assert hypervisor.vms[uuid].spec.nics[0].physical_interface == "eth0"

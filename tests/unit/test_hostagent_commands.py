@@ -169,3 +169,28 @@ def test_a_bad_volume_in_a_batch_is_named():
     outcome = executor.execute({"id": "v-1", "name": "volumes.create", "args": {"volumes": [
         {"path": "/ps/a.qcow2", "size": 1}, {"path": "/ps/b.qcow2"}]}})
     assert not outcome["ok"] and "volumes[1]" in outcome["error"] and "size" in outcome["error"]
+
+
+VM_WITH_BRIDGED_NIC = {"uuid": "c" * 32, "name": "web", "cpuNum": 1, "memorySize": 2**28,
+                       "nics": [{"uuid": "n" * 32, "mac": "fa:16:3e:00:00:01",
+                                 "bridge": "br_eth1_42", "physicalInterface": "eth1",
+                                 "vlan": 42, "deviceId": 0}]}
+
+
+def test_a_vm_gets_its_bridges_before_it_is_created():
+    driver = SimulatorDriver()
+    outcome = CommandExecutor(driver).execute(
+        {"id": "c-1", "name": "vm.create", "args": VM_WITH_BRIDGED_NIC})
+    assert outcome["ok"], outcome
+    bridge = driver.bridges["br_eth1_42"]
+    assert (bridge.physical_interface, bridge.vlan) == ("eth1", 42)
+
+
+def test_start_with_the_whole_spec_defines_a_vm_the_host_lost():
+    driver = SimulatorDriver()
+    executor = CommandExecutor(driver)
+    lost = executor.execute({"id": "s-1", "name": "vm.start", "args": {"uuid": "c" * 32}})
+    assert not lost["ok"] and "not found" in lost["error"]
+    again = executor.execute({"id": "s-2", "name": "vm.start", "args": VM_WITH_BRIDGED_NIC})
+    assert again["ok"] and again["result"] == {"state": "Running"}
+    assert driver.vms["c" * 32].spec.nics[0].vlan == 42
