@@ -21,7 +21,7 @@ openapi: $(STAMP)
 	$(BIN)/python -m chalicelib.api.registry --write openapi.json
 
 asl: $(STAMP)
-	$(BIN)/python -m chalicelib.flows.compile --write statemachines/
+	$(BIN)/python -m chalicelib.flows.compile --write statemachines/ --infra infra/aerie.json
 
 migration: $(STAMP)
 	$(BIN)/python -m chalicelib.db.migrate revision "$(m)"

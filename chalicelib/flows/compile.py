@@ -1,14 +1,18 @@
-"""Compile every chain to ``statemachines/<chain>.asl.json`` (``make asl``).
+"""Compile every chain to ``statemachines/<chain>.asl.json`` and, with ``--infra``, put a
+state machine per chain into the CloudFormation template (``make asl``).
 
-    python -m chalicelib.flows.compile --write statemachines/
-    python -m chalicelib.flows.compile --check statemachines/   # exit 1 if a file is stale
+    python -m chalicelib.flows.compile --write statemachines/ --infra infra/aerie.json
+    python -m chalicelib.flows.compile --check statemachines/ --infra infra/aerie.json
+                                                               # exit 1 if a file is stale
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from chalicelib.flows import cloudformation
 from chalicelib.flows import steps as step_registry
 from chalicelib.flows.asl import compile_chain, render
 from chalicelib.flows.chains import ChainLibrary
@@ -37,6 +41,24 @@ def stale_files(directory: Path, registry: StepRegistry | None = None) -> list[s
     return sorted(stale + [name for name in present if name not in wanted])
 
 
+def chain_definitions(files: dict[str, str]) -> dict[str, str]:
+    """Chain name -> ASL text, from file name -> text."""
+    return {name[:-len(ASL_SUFFIX)]: text for name, text in files.items()}
+
+
+def infra_text(template_path: Path, directory: Path,
+               registry: StepRegistry | None = None) -> str:
+    """The template with the state machines of every chain as they compile now."""
+    template = json.loads(template_path.read_text())
+    definitions = chain_definitions(compiled_files(directory, registry))
+    return cloudformation.render(cloudformation.with_flows(template, definitions))
+
+
+def infra_is_stale(template_path: Path, directory: Path,
+                   registry: StepRegistry | None = None) -> bool:
+    return template_path.read_text() != infra_text(template_path, directory, registry)
+
+
 def write(directory: Path, registry: StepRegistry | None = None) -> list[str]:
     wanted = compiled_files(directory, registry)
     for name, text in wanted.items():
@@ -52,14 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", type=Path, metavar="DIR")
     mode.add_argument("--check", type=Path, metavar="DIR")
+    parser.add_argument("--infra", type=Path, metavar="TEMPLATE",
+                        help="the CloudFormation template that gets a state machine per chain")
     args = parser.parse_args(argv)
     if args.write is not None:
         for name in write(args.write):
             print(args.write / name)
+        if args.infra is not None:
+            args.infra.write_text(infra_text(args.infra, args.write))
+            print(args.infra)
         return 0
-    stale = stale_files(args.check)
+    stale = [str(args.check / name) for name in stale_files(args.check)]
+    if args.infra is not None and infra_is_stale(args.infra, args.check):
+        stale.append(str(args.infra))
     for name in stale:
-        print(f"stale: {args.check / name} (run `make asl`)", file=sys.stderr)
+        print(f"stale: {name} (run `make asl`)", file=sys.stderr)
     return 1 if stale else 0
 
 
