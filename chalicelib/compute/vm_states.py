@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from chalicelib import events
 from chalicelib.compute.allocation import Move, holds_host, move_vm, read_vm
 from chalicelib.db.models.compute import VM_STATES, VmInstance
 from chalicelib.errors import InvalidState
@@ -112,6 +113,10 @@ def change_state(session: Session, vm_uuid: str, state: str, *,
     if move_vm(session, vm, state=state, host_uuid=host_uuid) is not Move.DONE:
         raise InvalidState(f"VM {vm_uuid} changed state while it was being set to {state}; "
                            "retry", code="ConcurrentConflict")
+    if state != previous:
+        events.publish_after_commit(session, "vm.state.changed", {
+            "vmUuid": vm_uuid, "hostUuid": host_uuid, "from": previous, "to": state,
+            "by": "operation"})
     return previous
 
 

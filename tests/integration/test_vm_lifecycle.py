@@ -278,3 +278,21 @@ def test_a_host_that_lost_a_stopped_vm_defines_it_again_on_start(api, cloud, con
     hypervisor.destroy_vm(uuid)  # the host was rebuilt, or someone undefined it
     assert api.do("PUT", f"/v1/vm-instances/{uuid}/actions/start")["state"] == "Running"
     assert hypervisor.vms[uuid].spec.nics[0].physical_interface == "eth0"
+
+
+def test_each_state_change_is_announced_once_committed(api, cloud):
+    from chalicelib import events
+
+    seen: list[tuple[str, str]] = []
+    unsubscribe = events.subscribe(lambda name, payload: seen.append(
+        (payload["from"], payload["to"])) if name == "vm.state.changed" else None)
+    try:
+        uuid = api.do("POST", "/v1/vm-instances", cloud.vm_request("loud"))["uuid"]
+        api.do("PUT", f"/v1/vm-instances/{uuid}/actions/stop")
+        refused = api.request("PUT", f"/v1/vm-instances/{uuid}/actions/stop")
+        assert refused.status_code == 409
+    finally:
+        unsubscribe()
+    # The validation dry runs at acceptance changed states too, but were rolled back: silent.
+    assert seen == [("Created", "Starting"), ("Starting", "Running"),
+                    ("Running", "Stopping"), ("Stopping", "Stopped")]
