@@ -167,6 +167,8 @@ def job_of(api: Serverless, method: str, path: str, body=None) -> dict:
 
 
 def test_the_vm_lifecycle_runs_on_step_functions_and_the_hosts_agent(build, aws):
+    """Create, stop, start, reboot, destroy, expunge: each a job on the operations queue, a
+    Step Functions execution named by the job, agent commands on the host's SQS queue."""
     world = build()
     api, cloud = world.api, world.cloud
     (kvm,) = world.hosts.values()
@@ -207,6 +209,9 @@ def test_the_vm_lifecycle_runs_on_step_functions_and_the_hosts_agent(build, aws)
     assert kvm.driver.vms[uuid].state == "Running"
     assert host_inventory(api, kvm.uuid)["availableMemoryCapacity"] == total_memory - 2 * GIB
 
+    rebooted = job_of(api, "PUT", f"/v1/vm-instances/{uuid}/actions/reboot")
+    assert rebooted["result"]["state"] == "Running" and len(kvm.taken("vm.reboot")) == 1
+
     destroyed = job_of(api, "DELETE", f"/v1/vm-instances/{uuid}")
     assert destroyed["result"]["state"] == "Destroyed"
     assert uuid not in kvm.driver.vms
@@ -219,7 +224,7 @@ def test_the_vm_lifecycle_runs_on_step_functions_and_the_hosts_agent(build, aws)
         storage = db.get(PrimaryStorage, cloud.primary_storage)
         assert storage.available_capacity == storage.total_capacity
 
-    for chain, job in (("stop-vm", stopped), ("start-vm", started),
+    for chain, job in (("stop-vm", stopped), ("start-vm", started), ("reboot-vm", rebooted),
                        ("destroy-vm", destroyed), ("expunge-vm", expunged)):
         assert executions(chain) == {job["uuid"]: "SUCCEEDED"}
     assert api.given_up == []  # every delivery saw its flow end
@@ -244,6 +249,9 @@ def test_a_failing_agent_command_rolls_back_as_embedded_and_leaks_nothing(build,
     # agent through its queue too; they are sent, not waited for.
     wait_for(lambda: kvm.driver.vms == {} and kvm.driver.volumes == {},
              "the rollbacks' commands to run on the host")
+    assert kvm.taken("volumes.delete") and kvm.taken("vm.destroy")
+    for command in kvm.taken("volumes.delete") + kvm.taken("vm.destroy"):
+        assert TASK_TOKEN_ARG not in command["args"]  # no flow waits on them
     with aws.db.session() as db:
         assert db.query(UsedIp).count() == 0
 
