@@ -80,8 +80,12 @@ def _volumes_create(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _volumes_delete(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
+    """The files, then (if named) the folder that held them, if nothing else is left in it."""
     for path in arguments.texts(args, "paths"):
         driver.delete_volume(path)
+    directory = arguments.text(args, "directory", None)
+    if directory is not None:
+        driver.delete_empty_directory(directory)
     return {}
 
 

@@ -178,9 +178,18 @@ def _delete_volume_files(ctx: FlowContext, env: StepEnv) -> None:
     """Ask the host to delete the VM's volume files (not waited for: the agent deletes what
     exists and ignores what does not; its host runs commands in the order they come)."""
     with env.session() as db:
-        paths = [v.install_path for v in _volumes_on_host(db, ctx["vmUuid"])]
-    if paths and ctx.get("hostUuid"):
-        env.agents.send(AgentCommandRequest(ctx["hostUuid"], VOLUMES_DELETE, {"paths": paths}))
+        request = _volume_files(db, ctx)
+    if request.args["paths"] and ctx.get("hostUuid"):
+        env.agents.send(request)
+
+
+def _volume_files(db: Session, ctx: FlowContext) -> AgentCommandRequest:
+    """Delete the VM's volume files and the VM's folder they were in."""
+    paths = [v.install_path for v in _volumes_on_host(db, ctx["vmUuid"])]
+    args: dict[str, Any] = {"paths": paths}
+    if paths:
+        args["directory"] = paths[0].rsplit("/", 1)[0]
+    return AgentCommandRequest(ctx.get("hostUuid") or "", VOLUMES_DELETE, args)
 
 
 def vm_spec(db: Session, vm: VmInstance, hostname: str | None = None) -> dict[str, Any]:
@@ -302,11 +311,10 @@ class ReleaseHostCapacity:
 @agent_step("vm.delete-volumes-on-storage")
 class DeleteVolumesOnStorage:
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
-        with env.session() as db:
-            paths = [v.install_path for v in _volumes_on_host(db, ctx["vmUuid"])]
         if not ctx.get("hostUuid"):
             raise InvalidState(f"VM {ctx['vmUuid']} has no host left to delete its volumes on")
-        return AgentCommandRequest(ctx["hostUuid"], VOLUMES_DELETE, {"paths": paths})
+        with env.session() as db:
+            return _volume_files(db, ctx)
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         """Deleted files stay deleted: the VM stays Destroyed and expunging it again ends

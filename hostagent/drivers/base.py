@@ -115,6 +115,10 @@ class Driver(ABC):
     @abstractmethod
     def delete_volume(self, path: str) -> None: ...
 
+    def delete_empty_directory(self, path: str) -> None:  # noqa: B027 - optional hook
+        """Remove the directory if it exists and is empty (a VM's volume folder once its
+        volumes are gone); never anything in it."""
+
     @abstractmethod
     def setup_bridge(self, request: BridgeRequest) -> str: ...
 

@@ -193,6 +193,9 @@ class LibvirtDriver(Driver):
     def delete_volume(self, path: str) -> None:
         self._volumes.delete(path)
 
+    def delete_empty_directory(self, path: str) -> None:
+        self._volumes.delete_empty_directory(path)
+
     def setup_bridge(self, request: BridgeRequest) -> str:
         if self.uri.startswith("test:"):
             return request.bridge  # libvirt's test driver has no host network to change

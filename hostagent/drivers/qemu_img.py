@@ -1,6 +1,7 @@
 """Volume files through ``qemu-img``: create (idempotent) and delete (absent is fine)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -56,6 +57,17 @@ class QemuImg:
             raise DriverError(f"{path} is a directory, not a volume") from exc
         except OSError as exc:
             raise DriverError(f"cannot delete volume {path}: {exc.strerror or exc}") from exc
+
+    @staticmethod
+    def delete_empty_directory(path: str) -> None:
+        try:
+            os.rmdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # gone already (a path under a file cannot exist either)
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:  # still holds something: left as it is
+                raise DriverError(f"cannot remove directory {path}: "
+                                  f"{exc.strerror or exc}") from exc
 
     def _check_same(self, request: VolumeRequest) -> None:
         info = self.info(request.path)

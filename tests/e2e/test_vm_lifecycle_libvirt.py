@@ -280,10 +280,12 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
     phases.done("ExpungeVmInstance")
     assert api.get(f"/v1/vm-instances/{uuid}").status_code == 404
     assert answer(cloud, "volumes.delete") == {}
-    assert json.loads(agent_results(cloud, "volumes.delete")[-1].args) == {"paths": paths}
-    # The files are gone. (Their directory `vms/<vm uuid>/` stays, empty: volumes.delete
-    # names files only.)
+    vm_directory = str(Path(paths[0]).parent)
+    assert json.loads(agent_results(cloud, "volumes.delete")[-1].args) == {
+        "paths": paths, "directory": vm_directory}
+    # The files are gone, and the VM's folder with them.
     assert files_under(cloud.storage_dir) == []
+    assert not Path(vm_directory).exists()
     assert used_ips(cloud) == []
     assert storage_available(cloud) == available_before
     assert " failed " not in agent_log(tmp_path)

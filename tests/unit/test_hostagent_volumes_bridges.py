@@ -161,3 +161,17 @@ def test_real_bridge_in_a_private_network_namespace():
     lines = done.stdout.splitlines()
     assert lines[:2] == ["br_vethA", "br_vethA"]
     assert "master br_vethA" in lines[2]
+
+
+def test_a_vms_emptied_volume_folder_goes_but_one_with_files_stays(tmp_path):
+    from hostagent.drivers.qemu_img import QemuImg
+
+    emptied, busy = tmp_path / "vm-1", tmp_path / "vm-2"
+    emptied.mkdir()
+    busy.mkdir()
+    (busy / "other.qcow2").write_bytes(b"")
+    volumes = QemuImg()
+    volumes.delete_empty_directory(str(emptied))
+    volumes.delete_empty_directory(str(busy))
+    volumes.delete_empty_directory(str(tmp_path / "never-was"))
+    assert not emptied.exists() and (busy / "other.qcow2").exists()
