@@ -106,9 +106,15 @@ class SimulatedHosts:
         """Their commands, oldest first, for at most COMMAND_BUDGET seconds of a tick: the
         rest wait for the next tick, so the reports due in this one are not late. They run
         between two transactions, not inside one: a slow simulated command (``latencyMs``)
-        must not hold the database from everyone else."""
+        must not hold the database from everyone else. A host is adopted by its first
+        command (only simulator hosts' commands are read); the scan for new hosts, which
+        reads every host added in the last ADOPTION_LOOKBACK, is left to the tick."""
+        self._run_commands(adopt=False)
+
+    def _run_commands(self, *, adopt: bool) -> None:
         with self._db.session() as db:
-            self._adopt_new_hosts(db)
+            if adopt:
+                self._adopt_new_hosts(db)
             pending = self._pending(db)
         budget_ends = time.monotonic() + self.COMMAND_BUDGET
         outcomes: list[tuple[str, dict]] = []
@@ -127,8 +133,7 @@ class SimulatedHosts:
                 select(AgentCommand).join(Host, Host.uuid == AgentCommand.host_uuid)
                 .where(Host.hypervisor_type == "Simulator", AgentCommand.state == "Pending")
                 .order_by(AgentCommand.create_date).limit(self.COMMANDS_PER_TICK)):
-            if command.host_uuid not in self.hosts:
-                continue  # added after this tick's adoption; next tick
+            self.hosts.add(command.host_uuid)
             if command.host_uuid not in self.executors:
                 self.executors[command.host_uuid] = CommandExecutor(
                     _driver(db.get(Host, command.host_uuid)))
@@ -147,7 +152,7 @@ class SimulatedHosts:
             tracker.reported(db, host, executor.driver.facts(), interval)
 
     def tick(self, tick: int) -> None:
-        self.run_commands()
+        self._run_commands(adopt=True)
         with self._db.session() as db:
             interval = get_value(db, tracker.PING_INTERVAL)
             due = [uuid for uuid in self.hosts if _phase(uuid, interval) == tick % interval]
