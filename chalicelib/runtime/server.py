@@ -17,6 +17,8 @@ from chalicelib.settings import Settings
 
 log = logging.getLogger("aerie")
 
+SWITCH_INTERVAL = 0.0005  # seconds a thread may keep the GIL while others wait for it
+
 
 def make_server(settings: Settings, wsgi_app) -> wsgi.Server:
     server = wsgi.Server(
@@ -80,6 +82,11 @@ def serve(settings: Settings) -> int:
     # Everything loaded so far lives as long as the process: keep it out of GC passes.
     gc.collect()
     gc.freeze()
+    # Transactions take turns on one lock (SQLite) and let go of the GIL at each statement;
+    # at the default 5 ms switch interval another thread (an HTTP request being parsed or
+    # rendered) keeps the GIL that long while the lock holder, and everyone queued behind
+    # it, waits. Measured with bench/create_vms.py: 300 VMs in 30 s instead of 43 s.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     server.prepare()
     print(banner(settings, generated, "https" if server.ssl_adapter else "http"), flush=True)
     try:
