@@ -1,17 +1,26 @@
-"""``aerie`` entry point."""
+"""``aerie`` entry point: ``aerie up`` and ``aerie db upgrade`` run the control plane; every
+other command is the HTTP client (cli/commands.py), which never imports the control plane."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-USAGE = """aerie up                      start the embedded control plane (see README)
+SERVER_USAGE = """aerie up                      start the embedded control plane (see README)
 aerie db upgrade              migrate the database named by AERIE_DB_URL to the newest schema
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="aerie", usage=USAGE)
+    if argv and argv[0] in ("up", "db"):
+        return _server(argv)
+    from cli.commands import Cli
+
+    return Cli().run(argv)
+
+
+def _server(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="aerie", usage=SERVER_USAGE)
     parser.add_argument("command", nargs="?")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
