@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from chalicelib import resources
 from chalicelib.api.operation import Operation, Runner
 from chalicelib.api.request import ApiRequest, Description, Name, Uuid
 from chalicelib.db.base import Base
 from chalicelib.identity.ownership import get_visible
+from chalicelib.query import QuerySpec, query
 
 
 class UuidRequest(ApiRequest):
@@ -22,6 +23,38 @@ class ListRequest(ApiRequest):
 
     limit: int = Field(1000, ge=0, le=100_000, description="Most results to return")
     start: int = Field(0, ge=0, description="Results to skip")
+
+
+class QueryRequest(ListRequest):
+    q: list[str] = Field(
+        default_factory=list,
+        description="Conditions, ANDed: <field><op><value> with op one of = != > >= < <= "
+                    "?= (in, comma-separated) !?= ~= (like: % and _) !~=; field=null and "
+                    "field!=null; the field may be a join path (cluster.name=c1, "
+                    "vmInstance.vmNics.ip=10.0.0.5) or __systemTag__ / __userTag__. "
+                    "GET /v1/query-metadata lists the fields and joins.")
+    count: bool = Field(False, description="Only the number of matches: {\"total\": n}")
+    reply_with_count: bool = Field(False, description="The total along with the page")
+    sort: str | None = Field(None, max_length=256,
+                             description="+field or -field (own fields of the resource)")
+    projection: str | None = Field(None, alias="fields", max_length=4096,
+                                   description="Comma-separated fields to return (uuid always)")
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    def spec(self) -> QuerySpec:
+        fields = None
+        if self.projection is not None:
+            fields = tuple(f.strip() for f in self.projection.split(",") if f.strip())
+        return QuerySpec(conditions=tuple(self.q), limit=self.limit, start=self.start,
+                         count=self.count, reply_with_count=self.reply_with_count,
+                         sort=self.sort, fields=fields)
+
+
+QUERY_PARAMS = ("q", "limit", "start", "count", "replyWithCount", "sort", "fields")
 
 
 class UpdateRequest(UuidRequest):
@@ -54,11 +87,10 @@ def resource_operations(
     ops = [
         Operation(f"Get{kind}", "GET", item, UuidRequest,
                   lambda ctx, r: get_visible(ctx, model, r.uuid), f"Get one {kind}", **common),
-        Operation(f"Query{kind}", "GET", path, ListRequest,
-                  lambda ctx, r: resources.list_resources(ctx, model, limit=r.limit,
-                                                          start=r.start),
-                  f"List {kind} resources", returns_list=True, query_params=("limit", "start"),
-                  **common),
+        Operation(f"Query{kind}", "GET", path, QueryRequest,
+                  lambda ctx, r: query(ctx, model, r.spec()),
+                  f"Query {kind} resources by any field, through any join",
+                  returns_list=True, query_params=QUERY_PARAMS, **common),
         Operation(f"Update{kind}", "PUT", item, update_request,
                   update or (lambda ctx, r: resources.update_resource(ctx, model, r.uuid,
                                                                       **r.fields("uuid"))),

@@ -15,6 +15,7 @@ from chalicelib.api.routes import (
     meta,
     metrics,
     network,
+    query,
     storage,
     vms,
 )
@@ -22,7 +23,7 @@ from chalicelib.api.routes import (
 OPERATIONS: list[Operation] = [
     *meta.OPERATIONS, *metrics.OPERATIONS, *identity.OPERATIONS, *globalconfig.OPERATIONS,
     *compute.OPERATIONS, *hosts.OPERATIONS, *storage.OPERATIONS, *network.OPERATIONS,
-    *vms.OPERATIONS,
+    *vms.OPERATIONS, *query.OPERATIONS,
 ]
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
