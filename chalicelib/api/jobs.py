@@ -223,7 +223,13 @@ def _require(flows: FlowEngine | None, op: Operation) -> FlowEngine:
 def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
                   op: Operation) -> None:
     started_with = _prepare_flow(database, job_uuid, op)
-    outcome = flows.run(op.flow.chain, job_uuid, started_with)
+    try:
+        outcome = flows.run(op.flow.chain, job_uuid, started_with)
+    except Exception:
+        # The engine itself failed (e.g. Step Functions refused to start the execution): undo
+        # what prepare and any step did, so the resource does not stay in a transient state.
+        _roll_back_interrupted_flow(database, flows, job_uuid, op)
+        raise
     if outcome is None:
         raise FlowStillRunning(job_uuid)
     with database.session() as db:

@@ -71,8 +71,11 @@ class SqsAgentChannel:
 
     def queue_url(self, host_uuid: str) -> str:
         if host_uuid not in self._queue_urls:
+            # FIFO: a host runs its commands in the order they were sent (a rollback's
+            # vm.destroy before its volumes.delete); the command's id deduplicates a resend.
             self._queue_urls[host_uuid] = self._sqs.create_queue(
-                QueueName=f"{self._prefix}{host_uuid}")["QueueUrl"]
+                QueueName=f"{self._prefix}{host_uuid}.fifo",
+                Attributes={"FifoQueue": "true"})["QueueUrl"]
         return self._queue_urls[host_uuid]
 
     def queue_access(self, host_uuid: str) -> dict[str, Any]:
@@ -101,7 +104,8 @@ class SqsAgentChannel:
                 self._sqs.send_message(
                     QueueUrl=self.queue_url(command.host_uuid),
                     MessageBody=json.dumps({"id": command.uuid, "name": command.name,
-                                            "args": json.loads(command.args)}))
+                                            "args": json.loads(command.args)}),
+                    MessageGroupId=command.host_uuid, MessageDeduplicationId=command.uuid)
                 command.state, command.sent_date = "Sent", utcnow()
         return len(pending)
 

@@ -296,3 +296,14 @@ def test_each_state_change_is_announced_once_committed(api, cloud):
     # The validation dry runs at acceptance changed states too, but were rolled back: silent.
     assert seen == [("Created", "Starting"), ("Starting", "Running"),
                     ("Running", "Stopping"), ("Stopping", "Stopped")]
+
+
+def test_a_flow_engine_that_fails_leaves_no_vm_half_made(api, cloud, control_plane,
+                                                         monkeypatch):
+    def refuse(chain, job_uuid, context):
+        raise RuntimeError("the flow engine is down")
+    monkeypatch.setattr(control_plane.flows, "run", refuse)
+    job = failed_create(api, cloud)  # the VM is gone, not left Starting
+    assert job["error"]["code"] == "InternalError"
+    capacity = host(api, cloud.hosts[0])
+    assert capacity["availableMemoryCapacity"] == capacity["totalMemoryCapacity"]
