@@ -27,8 +27,7 @@ from hostagent.drivers.simulator import SimulatorDriver
 from hostagent.http_transport import HttpTransport
 from hostagent.queue_access import IssuedQueueAccess
 from hostagent.sqs_transport import SqsTransport
-from tests.integration.test_vm_lifecycle import assert_rolled_back
-from tests.support.cloud import GIB, Cloud, build_cloud
+from tests.support.cloud import GIB, Cloud, assert_rolled_back, build_cloud
 from tests.support.invariants import assert_no_leaks
 from tests.support.serverless import AgentThread, Serverless, aws_runtime, serverless_api
 from tests.support.stepfunctions import MACHINE_PREFIX

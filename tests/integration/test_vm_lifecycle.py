@@ -12,7 +12,7 @@ import pytest
 from chalicelib.agents.protocol import ReportedVm
 from chalicelib.agents.vm_sync import sync_vms
 from chalicelib.db.models import Host, L3Network, PrimaryStorage, UsedIp
-from tests.support.cloud import GIB, Cloud, build_cloud
+from tests.support.cloud import GIB, Cloud, assert_rolled_back, build_cloud
 from tests.support.invariants import assert_no_leaks
 
 
@@ -151,19 +151,6 @@ def failed_create(api, cloud: Cloud, **overrides) -> dict:
     assert job["state"] == "Failed", job
     assert api.get("/v1/vm-instances").json()["inventories"] == []  # nothing half-made
     return job
-
-
-CREATE_STEPS = ["vm.select-backup-storage", "vm.allocate-host", "vm.allocate-volumes",
-                "vm.allocate-nics", "vm.instantiate-volumes", "vm.create-on-hypervisor"]
-
-
-def assert_rolled_back(job: dict, failed_step: str, code: str) -> None:
-    progress = job["error"]["details"]
-    assert job["error"]["code"] == "FlowFailed"
-    assert progress["failedStep"] == failed_step and progress["error"]["code"] == code
-    done = CREATE_STEPS[:CREATE_STEPS.index(failed_step) + 1]
-    assert [r["step"] for r in progress["rollbacks"]] == list(reversed(done))
-    assert all(r["succeeded"] for r in progress["rollbacks"])
 
 
 @pytest.mark.parametrize("command, step", [("volumes.create", "vm.instantiate-volumes"),

@@ -76,3 +76,16 @@ def _set_image_size(image_uuid: str, size: int) -> None:
 
     with runtime.current().db.session() as db:
         db.get(Image, image_uuid).size = size
+
+
+CREATE_STEPS = ["vm.select-backup-storage", "vm.allocate-host", "vm.allocate-volumes",
+                "vm.allocate-nics", "vm.instantiate-volumes", "vm.create-on-hypervisor"]
+
+
+def assert_rolled_back(job: dict, failed_step: str, code: str) -> None:
+    progress = job["error"]["details"]
+    assert job["error"]["code"] == "FlowFailed"
+    assert progress["failedStep"] == failed_step and progress["error"]["code"] == code
+    done = CREATE_STEPS[:CREATE_STEPS.index(failed_step) + 1]
+    assert [r["step"] for r in progress["rollbacks"]] == list(reversed(done))
+    assert all(r["succeeded"] for r in progress["rollbacks"])
