@@ -166,7 +166,13 @@ class Cli:
         if options.help:
             self.describe(op)
             return 0
-        request = build_call(op, tokens)
+        try:
+            request = build_call(op, tokens)
+        except UsageError:
+            if self._specs[url][1]:
+                raise
+            op = self.spec(url, refresh=True).operations.get(name, op)  # a newer server?
+            request = build_call(op, tokens)
         client = self.client(url)
         try:
             reply = client.call(request)
@@ -190,6 +196,9 @@ class Cli:
             return 0
         except ApiError as exc:
             printer.api_error(exc)
+            if exc.status == 401:
+                self.err.print(f"  log in: aerie login --url {url} --account <name>",
+                               highlight=False)
             return 1
         except Unreachable as exc:
             printer.problem(str(exc))

@@ -202,3 +202,19 @@ def test_help_of_an_operation_lists_its_parameters(run):
     status, out, _ = run("CreateVmInstance", "--help")
     assert status == 0
     assert "POST /v1/vm-instances" in out and "l3NetworkUuids" in out and "required" in out
+
+
+def test_an_operation_missing_from_the_cached_document_is_looked_up_again(server, run, tmp_path):
+    from cli.session import DocumentCache
+
+    older = json.loads(json.dumps(DOCUMENT))
+    del older["paths"]["/v1/zones"]["post"]
+    DocumentCache(tmp_path / "home").save(URL, older)
+    _login(server, run)  # login refreshes the document anyway: put the old one back
+    DocumentCache(tmp_path / "home").save(URL, older)
+    fetched = len([r for r in server.requests if r.url.path == "/v1/openapi.json"])
+    server.accept("POST", "/v1/zones", [{"uuid": "j1", "state": "Succeeded",
+                                         "result": {"uuid": UUID, "name": "z1"}}])
+    status, out, _ = run("CreateZone", "name=z1")
+    assert status == 0 and UUID in out
+    assert len([r for r in server.requests if r.url.path == "/v1/openapi.json"]) == fetched + 1
