@@ -30,7 +30,8 @@ aerie <Operation> --help      the operation's parameters
 aerie help                    every operation
 aerie shell                   interactive, with completion
   --url URL (or AERIE_URL)    the server (default: the session's, else http://127.0.0.1:8080)
-  --json                      print the raw JSON reply
+  --json                      print the raw JSON reply (for an asynchronous call: its job)
+  --no-wait                   an asynchronous call: print its job's location, do not wait
 """
 
 PACKAGED_DOCUMENT = Path(__file__).resolve().parents[1] / "openapi.json"

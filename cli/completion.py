@@ -46,7 +46,8 @@ class AerieCompleter(Completer):
     def fields(self, resource: str) -> dict[str, str]:
         known = self.resources.get(resource)
         if known is not None:
-            return dict(known.get("fields") or {})
+            fields = known.get("fields") or {}
+            return dict(fields) if isinstance(fields, dict) else {name: "" for name in fields}
         return {name: "" for name in self.spec.inventory_fields(resource)}
 
     def joins(self, resource: str) -> dict[str, str]:
