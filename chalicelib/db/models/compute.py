@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, Boolean, Integer, String
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chalicelib.db.base import Base, Resource, fk_column
@@ -23,6 +23,8 @@ VM_STATES = (
 class VmInstance(Resource, Base):
     __tablename__ = "vm_instances"
     __resource__ = "VmInstance"
+    # Listing in creation order (the query API's default sort) reads the index, not the table.
+    __table_args__ = (Index("ix_vm_instances_create_date_uuid", "create_date", "uuid"),)
 
     zone_uuid: Mapped[str | None] = fk_column("zones.uuid", nullable=True)
     cluster_uuid: Mapped[str | None] = fk_column("clusters.uuid", nullable=True)
@@ -54,6 +56,9 @@ class VmInstance(Resource, Base):
 class VmNic(Resource, Base):
     __tablename__ = "vm_nics"
     __resource__ = "VmNic"
+    # Joins from an L3 network to its VMs (QueryZone vmInstance.vmNics.l3Network.name=…)
+    # answered from the index alone.
+    __table_args__ = (Index("ix_vm_nics_l3_network_vm", "l3_network_uuid", "vm_instance_uuid"),)
 
     vm_instance_uuid: Mapped[str] = fk_column("vm_instances.uuid")
     l3_network_uuid: Mapped[str] = fk_column("l3_networks.uuid")
