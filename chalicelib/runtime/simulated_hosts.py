@@ -30,6 +30,8 @@ from hostagent.executor import CommandExecutor
 
 log = logging.getLogger(__name__)
 
+# Commands whose answer is the host's state: after them a simulated host syncs in full.
+SYNCING_COMMANDS = frozenset({"connect", "host.facts", "vm.sync"})
 CHUNK = 500  # hosts per statement (well under SQLite's bound-parameter limit)
 ADOPTION_LOOKBACK = timedelta(seconds=30)
 
@@ -117,12 +119,13 @@ class SimulatedHosts:
                 self._adopt_new_hosts(db)
             pending = self._pending(db)
         budget_ends = time.monotonic() + self.COMMAND_BUDGET
-        outcomes: list[tuple[str, dict]] = []
+        outcomes: list[tuple[str, str, dict]] = []
         for command in pending:
             if time.monotonic() > budget_ends:
                 break
-            outcomes.append((command["host_uuid"], self.executors[command["host_uuid"]]
-                             .execute({key: command[key] for key in ("id", "name", "args")})))
+            outcomes.append((command["host_uuid"], command["name"],
+                             self.executors[command["host_uuid"]].execute(
+                                 {key: command[key] for key in ("id", "name", "args")})))
         if outcomes:
             with self._db.session() as db:
                 self._record(db, outcomes)
@@ -141,15 +144,23 @@ class SimulatedHosts:
                           "args": json.loads(command.args), "host_uuid": command.host_uuid})
         return found
 
-    def _record(self, db: Session, outcomes: list[tuple[str, dict]]) -> None:
-        for host_uuid, outcome in outcomes:
+    def _record(self, db: Session, outcomes: list[tuple[str, str, dict]]) -> None:
+        """The results, as an agent reports them; a host whose batch asked for its state
+        (connect, host.facts, vm.sync) also reports its facts and VMs, as an agent's full
+        sync does. The rest only count as a sign of life: their VMs' states are the
+        operations' to set, and the periodic reports carry the host's."""
+        for host_uuid, _, outcome in outcomes:
             commands.record(db, host_uuid, [CommandResult.model_validate(outcome)])
+        full_sync = {host for host, name, _ in outcomes if name in SYNCING_COMMANDS}
         interval = get_value(db, tracker.PING_INTERVAL)
-        for host_uuid in dict.fromkeys(host for host, _ in outcomes):
+        for host_uuid in dict.fromkeys(host for host, _, _ in outcomes):
             host = db.get(Host, host_uuid)
             executor = self.executors[host_uuid]
-            self._sync_vms(db, host, executor)
-            tracker.reported(db, host, executor.driver.facts(), interval)
+            if host_uuid in full_sync:
+                self._sync_vms(db, host, executor)
+                tracker.reported(db, host, executor.driver.facts(), interval)
+            else:
+                tracker.reported(db, host, None, interval)
 
     def tick(self, tick: int) -> None:
         self._run_commands(adopt=True)

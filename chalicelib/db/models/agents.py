@@ -15,7 +15,11 @@ COMMAND_STATES = ("Pending", "Sent", "Succeeded", "Failed")
 class AgentCommand(Base):
     __tablename__ = "agent_commands"
     __resource__ = "AgentCommand"
-    __table_args__ = (Index("ix_agent_commands_host_state", "host_uuid", "state", "create_date"),)
+    __table_args__ = (
+        Index("ix_agent_commands_host_state", "host_uuid", "state", "create_date"),
+        # Pending commands oldest first, across hosts (simulated hosts, SQS delivery).
+        Index("ix_agent_commands_state_created", "state", "create_date"),
+    )
 
     uuid: Mapped[str] = uuid_column()
     host_uuid: Mapped[str] = fk_column("hosts.uuid", ondelete="CASCADE")
