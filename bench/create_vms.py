@@ -47,7 +47,6 @@ STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1000  # Standard workflows
 LAMBDA_PER_REQUEST = 0.20 / 1_000_000
 LAMBDA_PER_GB_SECOND = 0.0000166667  # x86
 LAMBDA_MEMORY_GB = 1024 / 1024  # the step function's configured memory, 1,024 MB
-SQS_STANDARD_PER_REQUEST = 0.40 / 1_000_000
 SQS_FIFO_PER_REQUEST = 0.50 / 1_000_000
 SQS_REQUESTS_PER_MESSAGE = 3  # send, receive, delete
 
@@ -110,8 +109,8 @@ def serverless_cost(path: SuccessPath, seconds_per_step: float,
                     creations: int = 1000) -> Cost:
     """What ``creations`` successful CreateVmInstance flows cost on Step Functions, the step
     Lambda and SQS. ``seconds_per_step`` is an estimate of one step Lambda's billed time.
-    Per creation: one operations-queue (FIFO) message, and one host-queue (standard)
-    message per agent step; each message is a send, a receive and a delete."""
+    Per creation: one operations-queue message, and one host-queue message per agent step
+    (both queues FIFO); each message is a send, a receive and a delete."""
     invocations = path.lambda_tasks * creations
     return Cost(
         transitions=path.transitions,
@@ -121,7 +120,7 @@ def serverless_cost(path: SuccessPath, seconds_per_step: float,
         * LAMBDA_PER_GB_SECOND,
         sqs_operations=creations * SQS_REQUESTS_PER_MESSAGE * SQS_FIFO_PER_REQUEST,
         sqs_agents=creations * path.agent_tasks * SQS_REQUESTS_PER_MESSAGE
-        * SQS_STANDARD_PER_REQUEST,
+        * SQS_FIFO_PER_REQUEST,
     )
 
 
@@ -422,8 +421,8 @@ def print_cost(batches: list[Batch]) -> None:
           f"${cost.lambda_duration:.4f}")
     print(f"  SQS operations queue (FIFO, send+receive+delete, $0.50 / 1M): "
           f"${cost.sqs_operations:.4f}")
-    print(f"  SQS host agent queues (standard, {path.agent_tasks} commands × 3 requests, "
-          f"$0.40 / 1M): ${cost.sqs_agents:.4f}")
+    print(f"  SQS host agent queues (FIFO, {path.agent_tasks} commands × 3 requests, "
+          f"$0.50 / 1M): ${cost.sqs_agents:.4f}")
     print(f"  total: ${cost.total:.4f} per 1,000 VMs created "
           f"(not counted: API Gateway, the API/report/consumer Lambdas, Aurora, "
           f"SQS empty receives)")

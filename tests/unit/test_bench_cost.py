@@ -56,7 +56,7 @@ def test_cost_per_thousand_creations_is_the_arithmetic_of_the_path_and_prices():
     assert cost.lambda_duration == pytest.approx(
         path.lambda_tasks * 1000 * 0.05 * 1.0 * 0.0000166667)
     assert cost.sqs_operations == pytest.approx(3 * 1000 * 0.50 / 1e6)
-    assert cost.sqs_agents == pytest.approx(path.agent_tasks * 3 * 1000 * 0.40 / 1e6)
+    assert cost.sqs_agents == pytest.approx(path.agent_tasks * 3 * 1000 * 0.50 / 1e6)
     assert cost.total == pytest.approx(cost.step_functions + cost.lambda_requests
                                        + cost.lambda_duration + cost.sqs_operations
                                        + cost.sqs_agents)
