@@ -22,7 +22,7 @@ class ListRequest(ApiRequest):
     model_config = ConfigDict(strict=False)  # query strings carry numbers as text
 
     limit: int = Field(1000, ge=0, le=100_000, description="Most results to return")
-    start: int = Field(0, ge=0, description="Results to skip")
+    start: int = Field(0, ge=0, le=2**62, description="Results to skip")
 
 
 class QueryRequest(ListRequest):
@@ -78,12 +78,14 @@ class ChangeStateRequest(UuidRequest):
 def resource_operations(
     model: type[Base], path: str, *, admin_only: bool = False, has_state: bool = False,
     update_request: type[UpdateRequest] = UpdateRequest, update: Runner | None = None,
-    deletable: bool = True, tag: str,
+    deletable: bool = True, tag: str, sync_kind: str | None = None,
 ) -> list[Operation]:
+    """``sync_kind``: the queue kind its changes wait in (``vm`` for VMs, whose lifecycle
+    operations wait there too); by default the kind's own name."""
     kind = model.__resource__
     item = f"{path}/{{uuid}}"
     common = {"admin_only": admin_only, "resource": kind, "tags": (tag,)}
-    serialized = {"sync_on": (kind[0].lower() + kind[1:], "uuid")}
+    serialized = {"sync_on": (sync_kind or kind[0].lower() + kind[1:], "uuid")}
     ops = [
         Operation(f"Get{kind}", "GET", item, UuidRequest,
                   lambda ctx, r: get_visible(ctx, model, r.uuid), f"Get one {kind}", **common),

@@ -20,7 +20,7 @@ from chalicelib.db.database import Database
 from chalicelib.db.inventory import wire_value
 from chalicelib.db.models import Account, ApiJob
 from chalicelib.errors import AerieError, NotFound
-from chalicelib.flows.outcome import FlowFailed, final_progress
+from chalicelib.flows.outcome import FlowFailed, final_progress, rollbacks_end
 from chalicelib.identity.ownership import get_visible
 from chalicelib.runtime.base import FlowEngine
 
@@ -225,7 +225,10 @@ def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
     started_with = _prepare_flow(database, job_uuid, op)
     try:
         outcome = flows.run(op.flow.chain, job_uuid, started_with)
-    except Exception:
+    except Exception as exc:
+        if _may_still_run(flows, op.flow.chain, job_uuid):
+            # Waiting for it failed (throttled, a blip), not the flow: wait again next time.
+            raise FlowStillRunning(job_uuid) from exc
         # The engine itself failed (e.g. Step Functions refused to start the execution): undo
         # what prepare and any step did, so the resource does not stay in a transient state.
         _roll_back_interrupted_flow(database, flows, job_uuid, op)
@@ -236,12 +239,20 @@ def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
         job, ctx, _ = _job_context(db, job_uuid, op)
         job.progress = json.dumps(final_progress(outcome).to_view())
         result = op.flow.settle(ctx, outcome.context if outcome.succeeded else started_with,
-                                outcome.succeeded)
+                                outcome.end)
         db.flush()
         if outcome.succeeded:
             _record_outcome(job, op, result=render_result(result))
         else:
             _record_outcome(job, op, error=FlowFailed.from_outcome(outcome))
+
+
+def _may_still_run(flows: FlowEngine, chain: str, job_uuid: str) -> bool:
+    try:
+        return flows.still_running(chain, job_uuid)
+    except Exception:  # noqa: BLE001 - cannot tell now: the next delivery asks again
+        log.warning("cannot tell whether job %s's flow still runs", job_uuid, exc_info=True)
+        return True
 
 
 def _prepare_flow(database: Database, job_uuid: str, op: Operation) -> dict[str, Any]:
@@ -266,10 +277,10 @@ def _roll_back_interrupted_flow(database: Database, flows: FlowEngine, job_uuid:
     if stored is None:
         return  # it died before its flow began: nothing to undo
     context = json.loads(stored)
-    flows.roll_back(op.flow.chain, job_uuid, context)
+    rollbacks = flows.roll_back(op.flow.chain, job_uuid, context)
     with database.session() as db:
         _, ctx, _ = _job_context(db, job_uuid, op)
-        op.flow.settle(ctx, context, False)
+        op.flow.settle(ctx, context, rollbacks_end(rollbacks))
 
 
 def _api_name_of(database: Database, job_uuid: str) -> str:

@@ -20,14 +20,15 @@ class FlowBinding:
     ``prepare`` runs in the job's first transaction: it checks the request against the
     resource as it is now and puts the resource into the state it shows while the flow runs;
     it returns the flow's context. The flow then runs step by step (its own transactions).
-    ``settle`` runs in the job's last transaction with whether the flow succeeded and its
-    context (the final one, or the one it started with if it failed and was rolled back): it
-    puts the resource into its final state and returns the job's result.
+    ``settle`` runs in the job's last transaction with how the flow ended (a ``FlowEnd``:
+    succeeded, rolled back, or rolled back with failures) and its context (the final one, or
+    the one it started with if it failed): it puts the resource into its final state and
+    returns the job's result.
     """
 
     chain: str
     prepare: Callable[[Context, Any], dict[str, Any]]
-    settle: Callable[[Context, dict[str, Any], bool], Any]
+    settle: Callable[[Context, dict[str, Any], str], Any]
 
 
 @dataclass(frozen=True)

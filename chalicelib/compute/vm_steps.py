@@ -24,8 +24,10 @@ from chalicelib.agents.protocol import (
 )
 from chalicelib.compute.allocation import (
     HostRequest,
+    Move,
     allocate_host,
     allocate_primary_storage,
+    move_vm,
     release_host,
     release_primary_storage,
 )
@@ -129,12 +131,16 @@ class AllocateVolumes:
             ctx["primaryStorageUuid"] = storage.uuid
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
-        uuids = _volume_uuids(ctx)
         with env.session() as db:
-            release_primary_storage(db, uuids)
-            db.execute(update(VmInstance).where(VmInstance.uuid == ctx["vmUuid"])
-                       .values(root_volume_uuid=None))
-            db.execute(delete(Volume).where(Volume.uuid.in_(uuids)))
+            _release_volumes(db, ctx["vmUuid"], _volume_uuids(ctx))
+
+
+def _release_volumes(db: Session, vm_uuid: str, uuids: list[str]) -> None:
+    """Give back the volumes' storage, then delete them (idempotent)."""
+    release_primary_storage(db, uuids)
+    db.execute(update(VmInstance).where(VmInstance.uuid == vm_uuid)
+               .values(root_volume_uuid=None))
+    db.execute(delete(Volume).where(Volume.uuid.in_(uuids)))
 
 
 @step("vm.allocate-nics")
@@ -178,18 +184,28 @@ def _delete_volume_files(ctx: FlowContext, env: StepEnv) -> None:
     """Ask the host to delete the VM's volume files (not waited for: the agent deletes what
     exists and ignores what does not; its host runs commands in the order they come)."""
     with env.session() as db:
-        request = _volume_files(db, ctx)
-    if request.args["paths"] and ctx.get("hostUuid"):
+        host_uuid = _host_of(db, ctx)
+        request = _volume_files(db, ctx["vmUuid"], host_uuid)
+    if request.args["paths"] and host_uuid:
         env.agents.send(request)
 
 
-def _volume_files(db: Session, ctx: FlowContext) -> AgentCommandRequest:
+def _host_of(db: Session, ctx: FlowContext) -> str | None:
+    """The VM's host: from the context, or, for a rollback after a crash (which only has the
+    context the flow started with), from the VM's row."""
+    if ctx.get("hostUuid"):
+        return ctx["hostUuid"]
+    vm = db.get(VmInstance, ctx["vmUuid"])
+    return (vm.host_uuid or vm.last_host_uuid) if vm is not None else None
+
+
+def _volume_files(db: Session, vm_uuid: str, host_uuid: str | None) -> AgentCommandRequest:
     """Delete the VM's volume files and the VM's folder they were in."""
-    paths = [v.install_path for v in _volumes_on_host(db, ctx["vmUuid"])]
+    paths = [v.install_path for v in _volumes_on_host(db, vm_uuid)]
     args: dict[str, Any] = {"paths": paths}
     if paths:
         args["directory"] = paths[0].rsplit("/", 1)[0]
-    return AgentCommandRequest(ctx.get("hostUuid") or "", VOLUMES_DELETE, args)
+    return AgentCommandRequest(host_uuid or "", VOLUMES_DELETE, args)
 
 
 def vm_spec(db: Session, vm: VmInstance, hostname: str | None = None) -> dict[str, Any]:
@@ -224,9 +240,10 @@ class CreateOnHypervisor:
 
 def _destroy_on_host(ctx: FlowContext, env: StepEnv) -> None:
     """Not waited for: destroying a VM the hypervisor does not have is a no-op there."""
-    if ctx.get("hostUuid"):
-        env.agents.send(AgentCommandRequest(ctx["hostUuid"], VM_DESTROY,
-                                            {"uuid": ctx["vmUuid"]}))
+    with env.session() as db:
+        host_uuid = _host_of(db, ctx)
+    if host_uuid:
+        env.agents.send(AgentCommandRequest(host_uuid, VM_DESTROY, {"uuid": ctx["vmUuid"]}))
 
 
 # --- start, stop, reboot, destroy, expunge ----------------------------------------------------
@@ -305,7 +322,17 @@ class ReleaseHostCapacity:
             release_host(db, ctx["vmUuid"])
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
-        """What the VM held comes back with its state (``vm_states.finish`` on failure)."""
+        """The VM is on its host again (holding its capacity, if its state holds any), so
+        that the state the failed operation restores (Running) has a host to run on."""
+        if not ctx.get("hostUuid"):
+            return
+        with env.session() as db:
+            vm = db.get(VmInstance, ctx["vmUuid"], populate_existing=True)
+            if vm is not None and vm.host_uuid is None:
+                moved = move_vm(db, vm, state=vm.state, host_uuid=ctx["hostUuid"])
+                if moved is not Move.DONE:
+                    raise InvalidState(f"VM {vm.uuid} cannot go back onto host "
+                                       f"{ctx['hostUuid']}: {moved.value}")
 
 
 @agent_step("vm.delete-volumes-on-storage")
@@ -314,7 +341,7 @@ class DeleteVolumesOnStorage:
         if not ctx.get("hostUuid"):
             raise InvalidState(f"VM {ctx['vmUuid']} has no host left to delete its volumes on")
         with env.session() as db:
-            return _volume_files(db, ctx)
+            return _volume_files(db, ctx["vmUuid"], ctx["hostUuid"])
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         """Deleted files stay deleted: the VM stays Destroyed and expunging it again ends
@@ -335,12 +362,8 @@ class ReleaseNics:
 class ReleaseVolumes:
     def run(self, ctx: FlowContext, env: StepEnv) -> None:
         with env.session() as db:
-            uuids = list(db.scalars(select(Volume.uuid).where(
-                Volume.vm_instance_uuid == ctx["vmUuid"])))
-            release_primary_storage(db, uuids)
-            db.execute(update(VmInstance).where(VmInstance.uuid == ctx["vmUuid"])
-                       .values(root_volume_uuid=None))
-            db.execute(delete(Volume).where(Volume.uuid.in_(uuids)))
+            _release_volumes(db, ctx["vmUuid"], list(db.scalars(select(Volume.uuid).where(
+                Volume.vm_instance_uuid == ctx["vmUuid"]))))
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         """Like the NICs: an expunge that failed later is run again."""

@@ -29,6 +29,7 @@ from chalicelib.db.models import (
     Zone,
 )
 from chalicelib.errors import InvalidArgument, InvalidState
+from chalicelib.flows.outcome import FlowEnd
 from chalicelib.identity.ownership import get_visible
 from chalicelib.resources import add_resource
 from chalicelib.tags import apply_tags, define_system_tag
@@ -139,11 +140,17 @@ def prepare_create(ctx: Context, *, name: str, description: str | None,
     }
 
 
-def settle_create(ctx: Context, flow: dict[str, Any], succeeded: bool) -> VmInstance | None:
+def settle_create(ctx: Context, flow: dict[str, Any], end: FlowEnd) -> VmInstance | None:
     """Running, with its volumes Ready; or, after the flow's rollbacks released everything
-    it held, gone: a VM that could not be created leaves no record behind."""
+    it held, gone: a VM that could not be created leaves no record behind. If a rollback
+    failed, the VM stays, in Error, holding what could not be released, for an operator to
+    see and to destroy and expunge."""
     vm_uuid = flow["vmUuid"]
-    if succeeded:
+    if end is FlowEnd.ROLLBACK_FAILED:
+        vm_states.finish(ctx.session, vm_uuid, "create", started_from="Created",
+                         succeeded=False)
+        return None
+    if end is FlowEnd.SUCCEEDED:
         vm_states.finish(ctx.session, vm_uuid, "create", started_from="Created",
                          succeeded=True)
         for volume in ctx.session.scalars(select(Volume).where(
@@ -175,9 +182,10 @@ def preparer(operation: str):
 
 
 def settler(operation: str):
-    def settle(ctx: Context, flow: dict[str, Any], succeeded: bool) -> VmInstance | None:
+    def settle(ctx: Context, flow: dict[str, Any], end: FlowEnd) -> VmInstance | None:
         state = vm_states.finish(ctx.session, flow["vmUuid"], operation,
-                                 started_from=flow["startedFrom"], succeeded=succeeded)
+                                 started_from=flow["startedFrom"],
+                                 succeeded=end is FlowEnd.SUCCEEDED)
         if state == vm_states.EXPUNGED:
             return None
         return ctx.session.get(VmInstance, flow["vmUuid"], populate_existing=True)

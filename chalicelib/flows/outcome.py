@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from chalicelib.errors import AerieError
@@ -50,6 +51,23 @@ class FlowOutcome:
     @property
     def succeeded(self) -> bool:
         return self.failure is None
+
+    @property
+    def end(self) -> FlowEnd:
+        return FlowEnd.SUCCEEDED if self.succeeded else rollbacks_end(self.rollbacks)
+
+
+class FlowEnd(StrEnum):
+    """How a flow ended, as the operation that ran it settles its resource."""
+
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"  # it failed and every rollback succeeded: nothing is left
+    ROLLBACK_FAILED = "RollbackFailed"  # something may be left: the resource says so
+
+
+def rollbacks_end(rollbacks: tuple[RollbackRecord, ...]) -> FlowEnd:
+    return FlowEnd.ROLLED_BACK if all(r.succeeded for r in rollbacks) \
+        else FlowEnd.ROLLBACK_FAILED
 
 
 @dataclass

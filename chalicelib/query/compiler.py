@@ -153,7 +153,7 @@ def _tag_predicate(entity: Any, condition: Condition) -> ColumnElement[bool]:
 def typed_value(field: Field, raw: str, condition: Condition) -> Any:
     try:
         return _convert(field.type, raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise invalid(condition.text, f"{raw!r} is not a valid {field.type} for "
                       f"{field.name!r}", [EXAMPLES[field.type]]) from None
 
@@ -165,7 +165,10 @@ EXAMPLES = {"integer": "an integer, e.g. 42", "number": "a number, e.g. 1.5",
 
 def _convert(kind: str, raw: str) -> Any:
     if kind == "integer":
-        return int(raw.strip())
+        number = int(raw.strip())
+        if not -2**63 <= number < 2**63:  # what a database integer column holds
+            raise ValueError(raw)
+        return number
     if kind == "number":
         number = float(raw)
         if not math.isfinite(number):

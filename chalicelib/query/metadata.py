@@ -16,6 +16,7 @@ class QueryOperation(Protocol):
     path: str
     resource: str | None
     returns_list: bool
+    query_params: tuple[str, ...]
 
 
 def models_by_kind() -> dict[str, type[Base]]:
@@ -24,10 +25,10 @@ def models_by_kind() -> dict[str, type[Base]]:
 
 
 def query_operations(operations: Iterable[QueryOperation]) -> dict[str, QueryOperation]:
-    """The Query<Kind> operation of each kind that has one."""
+    """The Query<Kind> operation of each kind that has one taking conditions (``q``)."""
     return {op.resource: op for op in operations
             if op.resource and op.method == "GET" and op.returns_list
-            and op.name == f"Query{op.resource}"}
+            and op.name == f"Query{op.resource}" and "q" in op.query_params}
 
 
 def query_metadata(operations: Iterable[QueryOperation]) -> dict[str, Any]:

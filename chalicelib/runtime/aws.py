@@ -53,6 +53,9 @@ class SqsJobRunner:
                         "after the queue's visibility timeout", exc)
 
 
+AGENT_COMMAND_VISIBILITY_SECONDS = 900
+
+
 class SqsAgentChannel:
     """Commands reach serverless agents on one SQS queue per host (``<prefix><host uuid>``,
     made on first use); each agent reads its own with credentials scoped to it alone."""
@@ -75,7 +78,10 @@ class SqsAgentChannel:
             # vm.destroy before its volumes.delete); the command's id deduplicates a resend.
             self._queue_urls[host_uuid] = self._sqs.create_queue(
                 QueueName=f"{self._prefix}{host_uuid}.fifo",
-                Attributes={"FifoQueue": "true"})["QueueUrl"]
+                Attributes={"FifoQueue": "true",
+                            # longer than any agent step waits: a slow command is not
+                            # handed out again while it still runs
+                            "VisibilityTimeout": str(AGENT_COMMAND_VISIBILITY_SECONDS)})["QueueUrl"]
         return self._queue_urls[host_uuid]
 
     def queue_access(self, host_uuid: str) -> dict[str, Any]:

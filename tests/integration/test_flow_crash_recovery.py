@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from chalicelib.db.database import Database
-from chalicelib.db.models import Host, UsedIp, VmInstance, Volume
+from chalicelib.db.models import AgentCommand, Host, UsedIp, VmInstance, Volume
 from tests.integration.test_server import Server
 from tests.support.api import ADMIN_PASSWORD, ApiClient
 from tests.support.cloud import build_cloud
@@ -83,4 +83,7 @@ def test_a_flow_cut_off_by_kill_9_is_rolled_back_on_restart(tmp_path):
     with database.session() as db:
         assert_no_leaks(db)
         assert db.query(UsedIp).count() == 0 and db.query(Volume).count() == 0
+        # The host was told to clean up too (the rollback found it from the VM's row).
+        sent = {c.name for c in db.query(AgentCommand).filter_by(host_uuid=cloud.hosts[0])}
+        assert {"volumes.delete", "vm.destroy"} <= sent
     database.dispose()

@@ -384,3 +384,14 @@ def anonymous_refused(api: ApiClient) -> bool:
 def _no_leftover_joins() -> Iterator[None]:
     yield
     remove_join(VmInstance, "lastHost")
+
+
+@pytest.mark.parametrize("params", [
+    {"q": "cpuNum=99999999999999999999999"},
+    {"q": "createDate>9999-12-31T23:59:59-01:00"},
+    {"q": "createDate<0001-01-01T00:00:00+01:00"},
+    {"start": str(10**20)},
+])
+def test_values_out_of_any_range_are_a_400_not_a_500(api, params):
+    reply = api.get("/v1/vm-instances", params=params)
+    assert reply.status_code == 400, reply.text

@@ -294,3 +294,33 @@ def test_a_flow_engine_that_fails_leaves_no_vm_half_made(api, cloud, control_pla
     assert job["error"]["code"] == "InternalError"
     capacity = host(api, cloud.hosts[0])
     assert capacity["availableMemoryCapacity"] == capacity["totalMemoryCapacity"]
+
+
+def test_a_failed_rollback_leaves_the_vm_in_error_and_destroy_expunge_clean_it(
+        api, running_hosts, monkeypatch):
+    from chalicelib.compute import vm_steps
+
+    cloud = build_cloud(api, hosts=1, simulator={"failCommands": ["vm.create"]})
+    wait_connected(api, cloud.hosts)
+
+    def stuck(db, vm_uuid):
+        raise RuntimeError("the NICs could not be released")
+    monkeypatch.setattr(vm_steps, "_release_nics", stuck)
+    job = api.submit("POST", "/v1/vm-instances", cloud.vm_request("half"))
+    assert job["state"] == "Failed"
+    rollbacks = {r["step"]: r for r in job["error"]["details"]["rollbacks"]}
+    assert not rollbacks["vm.allocate-nics"]["succeeded"]
+    assert rollbacks["vm.allocate-host"]["succeeded"]  # the others still ran
+    (left,) = api.get("/v1/vm-instances").json()["inventories"]
+    assert left["state"] == "Error" and left["hostUuid"] is None  # kept, to be seen
+    monkeypatch.undo()
+    api.do("DELETE", f"/v1/vm-instances/{left['uuid']}")
+    api.do("PUT", f"/v1/vm-instances/{left['uuid']}/actions/expunge")
+    with running_hosts.db.session() as db:
+        assert db.query(UsedIp).count() == 0
+
+
+def test_renaming_a_vm_waits_in_the_vms_own_queue(api, cloud):
+    uuid = api.do("POST", "/v1/vm-instances", cloud.vm_request("old-name"))["uuid"]
+    job = api.submit("PUT", f"/v1/vm-instances/{uuid}", {"name": "new-name"})
+    assert job["signature"] == f"vm:{uuid}" and vm(api, uuid)["name"] == "new-name"

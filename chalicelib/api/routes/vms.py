@@ -59,7 +59,7 @@ OPERATIONS = [
               "Create a VM from an image and an instance offering, with a NIC on each L3 "
               "network, and start it", asynchronous=True, resource="VmInstance",
               flow=FlowBinding("create-vm", _prepare_create, vms.settle_create), tags=(TAG,)),
-    *[op for op in resource_operations(VmInstance, PATH, tag=TAG)
+    *[op for op in resource_operations(VmInstance, PATH, tag=TAG, sync_kind="vm")
       if not op.name.startswith("Delete")],
     _lifecycle("StartVmInstance", "PUT", f"{ITEM}/actions/start", "start",
                "Start a stopped VM on its host"),
