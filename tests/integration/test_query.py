@@ -395,3 +395,9 @@ def _no_leftover_joins() -> Iterator[None]:
 def test_values_out_of_any_range_are_a_400_not_a_500(api, params):
     reply = api.get("/v1/vm-instances", params=params)
     assert reply.status_code == 400, reply.text
+
+
+def test_accounts_take_conditions_too(api):
+    (admin,) = api.get("/v1/accounts", params={"q": "name=admin"}).json()["inventories"]
+    assert admin["name"] == "admin"
+    assert api.get("/v1/accounts", params={"q": "name=nobody"}).json()["inventories"] == []

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
-
-from chalicelib.api.crud import ListRequest, UpdateRequest, UuidRequest, resource_operations
+from chalicelib.api.crud import (
+    QUERY_PARAMS,
+    QueryRequest,
+    UpdateRequest,
+    UuidRequest,
+    resource_operations,
+)
 from chalicelib.api.operation import Operation
 from chalicelib.api.request import ApiRequest, CreateRequest, Description, Name, Password, Uuid
 from chalicelib.context import Context
@@ -13,6 +17,7 @@ from chalicelib.db.inventory import wire_value
 from chalicelib.db.models import Account, User
 from chalicelib.errors import NotFound
 from chalicelib.identity import accounts, sessions
+from chalicelib.query import query
 
 TAG = "identity"
 
@@ -66,13 +71,6 @@ def _log_out(ctx: Context, request: LogOutRequest) -> dict:
     return {}
 
 
-def _list_accounts(ctx: Context, request: ListRequest) -> list[Account]:
-    stmt = select(Account).order_by(Account.create_date, Account.uuid)
-    if not ctx.caller.is_admin:
-        stmt = stmt.where(Account.uuid == ctx.caller.account_uuid)
-    return list(ctx.session.scalars(stmt.offset(request.start).limit(request.limit)))
-
-
 OPERATIONS = [
     Operation("LogInByAccount", "PUT", "/v1/accounts/login", LogInByAccountRequest,
               lambda ctx, r: _session_reply(sessions.login_by_account(
@@ -89,9 +87,10 @@ OPERATIONS = [
               lambda ctx, r: accounts.create_account(ctx, **r.fields()),
               "Create an account", asynchronous=True, admin_only=True, resource="Account",
               tags=(TAG,)),
-    Operation("QueryAccount", "GET", "/v1/accounts", ListRequest, _list_accounts,
-              "List accounts (a normal account sees itself)", resource="Account",
-              returns_list=True, query_params=("limit", "start"), tags=(TAG,)),
+    Operation("QueryAccount", "GET", "/v1/accounts", QueryRequest,
+              lambda ctx, r: query(ctx, Account, r.spec()),
+              "Query accounts by any field (a normal account sees itself)",
+              resource="Account", returns_list=True, query_params=QUERY_PARAMS, tags=(TAG,)),
     Operation("GetAccount", "GET", "/v1/accounts/{uuid}", UuidRequest,
               lambda ctx, r: accounts.get_account(ctx, r.uuid), "Get one account",
               resource="Account", tags=(TAG,)),
