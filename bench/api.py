@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from aerie_process import start_aerie
 
 PASSWORD = "bench-password"
 
@@ -42,19 +42,8 @@ def call(url: str, method: str, path: str, body: dict | None = None, token: str 
 
 
 def start_server(port: int, workdir: Path, db_url: str | None) -> subprocess.Popen:
-    env = {**os.environ, "AERIE_LISTEN": f"127.0.0.1:{port}", "AERIE_VAR_DIR": str(workdir),
-           "AERIE_ADMIN_PASSWORD": PASSWORD}
-    if db_url:
-        env["AERIE_DB_URL"] = db_url
-    aerie = Path(sys.executable).with_name("aerie")
-    log = (workdir / "aerie.log").open("w")
-    process = subprocess.Popen([str(aerie), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "listening on" not in (workdir / "aerie.log").read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            sys.exit((workdir / "aerie.log").read_text())
-        time.sleep(0.1)
-    return process
+    env = {"AERIE_ADMIN_PASSWORD": PASSWORD, **({"AERIE_DB_URL": db_url} if db_url else {})}
+    return start_aerie(port, workdir, env)
 
 
 async def client(port: int, request: bytes, stop_at: float, latencies: list[float],

@@ -231,18 +231,11 @@ def free_port() -> int:
 
 def start_server(port: int, workdir: Path, db_url: str, workers: int,
                  http_threads: int) -> subprocess.Popen:
-    env = {**os.environ, "AERIE_LISTEN": f"127.0.0.1:{port}", "AERIE_VAR_DIR": str(workdir),
-           "AERIE_ADMIN_PASSWORD": PASSWORD, "AERIE_DB_URL": db_url,
-           "AERIE_JOB_WORKERS": str(workers), "AERIE_HTTP_THREADS": str(http_threads)}
-    aerie = Path(sys.executable).with_name("aerie")
-    log = (workdir / "aerie.log").open("w")
-    process = subprocess.Popen([str(aerie), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "listening on" not in (workdir / "aerie.log").read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            sys.exit((workdir / "aerie.log").read_text())
-        time.sleep(0.1)
-    return process
+    from aerie_process import start_aerie  # bench/ is on the path when run as a script
+
+    return start_aerie(port, workdir, {
+        "AERIE_ADMIN_PASSWORD": PASSWORD, "AERIE_DB_URL": db_url,
+        "AERIE_JOB_WORKERS": str(workers), "AERIE_HTTP_THREADS": str(http_threads)})
 
 
 def set_image_size(db_url: str, image_uuid: str, size: int) -> None:
