@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.api.errors import as_aerie_error
@@ -47,6 +47,13 @@ def create_job(db: DbSession, op: Operation, request: ApiRequest | None, caller:
     db.add(job)
     db.flush()
     return job
+
+
+def show_progress(db: DbSession, job_uuid: str, view: dict[str, Any]) -> None:
+    """A running flow's progress onto its job; a job that ended already shows its final
+    progress, which this leaves alone."""
+    db.execute(update(ApiJob).where(ApiJob.uuid == job_uuid, ApiJob.state == "Running")
+               .values(progress=json.dumps(view)))
 
 
 def queue_position(db: DbSession, job: ApiJob) -> int:

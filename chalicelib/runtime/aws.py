@@ -9,14 +9,15 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from chalicelib import events
 from chalicelib.agents.commands import COMMAND_FINISHED
 from chalicelib.agents.queue_access import queue_policy, session_name
+from chalicelib.api.jobs import show_progress
 from chalicelib.db.base import utcnow
 from chalicelib.db.database import Database
-from chalicelib.db.models import AgentCommand, ApiJob
+from chalicelib.db.models import AgentCommand
 from chalicelib.errors import Conflict
 from chalicelib.flows.agent_waits import resume_waiting_flows
 from chalicelib.flows.outcome import FlowOutcome, FlowProgress, RollbackRecord
@@ -151,9 +152,7 @@ class StepFunctionsFlowEngine:
     def _progress(self, job_uuid: str):
         def show(progress: FlowProgress) -> None:
             with self._db.session() as session:
-                session.execute(update(ApiJob).where(
-                    ApiJob.uuid == job_uuid, ApiJob.state == "Running",
-                ).values(progress=json.dumps(progress.to_view())))
+                show_progress(session, job_uuid, progress.to_view())
         return show
 
 

@@ -2,18 +2,16 @@
 soon as the report is committed, and progress reaches the jobs table in batches."""
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from typing import Any
 
-from sqlalchemy import update
-
 from chalicelib import events
 from chalicelib.agents.commands import COMMAND_FINISHED
+from chalicelib.api.jobs import show_progress
 from chalicelib.db.database import Database
-from chalicelib.db.models import AgentCommand, ApiJob
+from chalicelib.db.models import AgentCommand
 from chalicelib.flows.agent_waits import FINISHED, command_outcome
 from chalicelib.flows.chains import Chain, ChainLibrary
 from chalicelib.flows.local import AgentOutcome, LocalFlowRunner
@@ -98,10 +96,7 @@ class ProgressBoard:
         if due:
             with self._db.session() as session:
                 for job_uuid, view in due.items():
-                    # A job that ended already shows its final progress: leave it.
-                    session.execute(update(ApiJob).where(
-                        ApiJob.uuid == job_uuid, ApiJob.state == "Running",
-                    ).values(progress=json.dumps(view)))
+                    show_progress(session, job_uuid, view)
         return len(due)
 
     def _loop(self) -> None:
