@@ -56,6 +56,15 @@ def command_outcome(command: AgentCommand) -> AgentOutcome:
                         error=command.error)
 
 
+def finished_outcome(db: Database, command_uuid: str) -> AgentOutcome | None:
+    """The command's outcome if its agent reported it, in a transaction of its own."""
+    with db.session() as session:
+        command = session.get(AgentCommand, command_uuid)
+        if command is not None and command.state in FINISHED:
+            return command_outcome(command)
+    return None
+
+
 class PollingAgentWaiter:
     """Waits by reading the command's row in short transactions (none is held between)."""
 
@@ -70,10 +79,9 @@ class PollingAgentWaiter:
     def wait(self, command_uuid: str, timeout_seconds: float) -> AgentOutcome | None:
         deadline = self._clock() + timeout_seconds
         while True:
-            with self._db.session() as session:
-                command = session.get(AgentCommand, command_uuid)
-                if command is not None and command.state in FINISHED:
-                    return command_outcome(command)
+            outcome = finished_outcome(self._db, command_uuid)
+            if outcome is not None:
+                return outcome
             if self._clock() >= deadline:
                 return None
             self._sleep(self._interval)

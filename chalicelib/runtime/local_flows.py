@@ -11,8 +11,7 @@ from chalicelib import events
 from chalicelib.agents.commands import COMMAND_FINISHED
 from chalicelib.api.jobs import show_progress
 from chalicelib.db.database import Database
-from chalicelib.db.models import AgentCommand
-from chalicelib.flows.agent_waits import FINISHED, command_outcome
+from chalicelib.flows.agent_waits import finished_outcome
 from chalicelib.flows.chains import Chain, ChainLibrary
 from chalicelib.flows.local import AgentOutcome, LocalFlowRunner
 from chalicelib.flows.outcome import FlowOutcome, FlowProgress, RollbackRecord
@@ -47,10 +46,9 @@ class NotifiedAgentWaiter:
         deadline = time.monotonic() + timeout_seconds
         try:
             while True:
-                with self._db.session() as session:
-                    command = session.get(AgentCommand, command_uuid)
-                    if command is not None and command.state in FINISHED:
-                        return command_outcome(command)
+                outcome = finished_outcome(self._db, command_uuid)
+                if outcome is not None:
+                    return outcome
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
