@@ -8,6 +8,7 @@ from typing import Any
 from chalicelib.api.request import ApiRequest, CreateRequest
 from chalicelib.context import Context
 from chalicelib.db.base import Base
+from chalicelib.flows.outcome import FlowEnd
 from chalicelib.tags import apply_tags
 
 Runner = Callable[[Context, Any], Any]
@@ -28,7 +29,7 @@ class FlowBinding:
 
     chain: str
     prepare: Callable[[Context, Any], dict[str, Any]]
-    settle: Callable[[Context, dict[str, Any], str], Any]
+    settle: Callable[[Context, dict[str, Any], FlowEnd], Any]
 
 
 @dataclass(frozen=True)

@@ -102,12 +102,12 @@ class EmbeddedRuntime:
         self.settings = settings
         self.db = Database(settings.db_url)
         self._lookup = lookup
-        self.jobs = QueuedJobRunner(self.db, settings.job_workers, lookup)
         self.tracker = HostTracker(self.db)
         self.simulated_hosts = SimulatedHosts(self.db)
         self.agents = AgentsFetchThemselves(self.simulated_hosts)
         self.flows = LocalFlowEngine(self.db, step_env(self))
-        self.jobs.flows, self.jobs.agents = self.flows, self.agents
+        self.jobs = QueuedJobRunner(self.db, settings.job_workers, lookup, self.flows,
+                                    self.agents)
 
     def resume_jobs(self) -> tuple[int, int]:
         """After a restart: jobs cut off mid-run are failed and rolled back; waiting ones are
