@@ -66,7 +66,12 @@ def _volume_create(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _created(info: VolumeInfo) -> dict[str, Any]:
-    return {"path": info.path, "actualSize": info.actual_size}
+    result: dict[str, Any] = {"path": info.path, "actualSize": info.actual_size}
+    if info.virtual_size is not None:
+        result["size"] = info.virtual_size
+    if info.image_size is not None:
+        result["imageSize"] = info.image_size
+    return result
 
 
 def _volume_delete(driver: Driver, args: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,18 @@ class VolumeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DhcpSpec:
+    """How the host's DHCP server for the NIC's L3 network is set up (see drivers/dhcp.py)."""
+    l3_network_uuid: str
+    server_ip: str
+    prefix_length: int
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+    dns_domain: str | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NicSpec:
     uuid: str
     mac: str
@@ -36,6 +48,9 @@ class NicSpec:
     # Set: the bridge is made (if missing) on this interface (and VLAN) before the VM runs.
     physical_interface: str | None = None
     vlan: int | None = None
+    ip: str | None = None
+    # Set: this host's DHCP server for the L3 network hands ``ip`` out to ``mac``.
+    dhcp: DhcpSpec | None = None
 
     @property
     def bridge_request(self) -> BridgeRequest | None:
@@ -57,18 +72,35 @@ class VmSpec:
     cmdline: str | None = None
 
 
+IMAGE_URL_SCHEMES = ("http", "https", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """An image a volume starts from, downloaded once into ``cache_path`` (the primary
+    storage's image cache) and used as the volume's backing file."""
+    uuid: str
+    url: str
+    cache_path: str
+    format: str = "qcow2"  # what the downloaded file must be, as qemu-img sees it
+
+
 @dataclass(frozen=True, slots=True)
 class VolumeRequest:
     path: str
-    size: int | None  # bytes; None only with a backing file (the new volume inherits its size)
+    # bytes; None only with a backing file or an image (the new volume inherits its size)
+    size: int | None
     format: str = "qcow2"
     backing_file: str | None = None
+    image: ImageSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class VolumeInfo:
     path: str
     actual_size: int
+    virtual_size: int | None = None  # set when it may differ from the requested size
+    image_size: int | None = None  # the virtual size of the image it was made from
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,24 +4,29 @@ from __future__ import annotations
 import errno
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hostagent.drivers.base import DriverError, VolumeInfo, VolumeRequest
+from hostagent.drivers.base import DriverError, ImageSource, VolumeInfo, VolumeRequest
+from hostagent.drivers.image_cache import ImageCache
 from hostagent.drivers.shell import Runner, run
 
 SUPPORTED_FORMATS = ("qcow2", "raw")
 
 
 class QemuImg:
-    def __init__(self, runner: Runner = run) -> None:
+    def __init__(self, runner: Runner = run, images: ImageCache | None = None) -> None:
         self._run = runner
+        self._images = images if images is not None else ImageCache(self.info)
 
     def info(self, path: str) -> dict[str, Any]:
         # -U: the image may be open by a running qemu, which holds a write lock on it.
         return json.loads(self._run(["qemu-img", "info", "-U", "--output=json", path]))
 
     def create(self, request: VolumeRequest) -> VolumeInfo:
+        if request.image is not None:
+            return self._create_from_image(request, request.image)
         if request.format not in SUPPORTED_FORMATS:
             raise DriverError(f"unsupported volume format {request.format!r}; "
                               f"supported: {', '.join(SUPPORTED_FORMATS)}")
@@ -47,6 +52,17 @@ class QemuImg:
         self._run(argv)
         os.replace(partial, target)  # a crash mid-create leaves no half volume at the path
         return VolumeInfo(request.path, actual_size(request.path))
+
+    def _create_from_image(self, request: VolumeRequest, source: ImageSource) -> VolumeInfo:
+        """A qcow2 overlay on the cached image, at least as large as the image."""
+        if request.format != "qcow2":
+            raise DriverError(f"volume {request.path} from image {source.uuid} must be qcow2 "
+                              f"(an overlay on the image), not {request.format}")
+        image = self._images.fetch(source)
+        size = image.virtual_size if request.size is None else max(request.size,
+                                                                   image.virtual_size)
+        created = self.create(replace(request, size=size, backing_file=image.path, image=None))
+        return replace(created, virtual_size=size, image_size=image.virtual_size)
 
     def delete(self, path: str) -> None:
         try:

@@ -15,8 +15,10 @@ from typing import Any
 from hostagent.drivers.base import (
     DEFAULT_STOP_TIMEOUT,
     BridgeRequest,
+    DhcpSpec,
     Driver,
     DriverError,
+    ImageSource,
     NicSpec,
     VmNotFound,
     VmSpec,
@@ -29,6 +31,7 @@ from hostagent.protocol import HostFacts, VmReport, VmState
 
 GIB = 1 << 30
 QCOW2_EMPTY_SIZE = 196_608  # what a fresh qcow2 file occupies: header, L1 and refcount tables
+SIMULATED_IMAGE_SIZE = 2 * GIB  # an image's size when a volume made from it names none
 
 
 @dataclass(slots=True)
@@ -154,7 +157,11 @@ class SimulatorDriver(Driver):
                               "size, format or backing file")
         self.volumes[request.path] = request
         self._save()
-        return VolumeInfo(request.path, QCOW2_EMPTY_SIZE)
+        if request.image is None:
+            return VolumeInfo(request.path, QCOW2_EMPTY_SIZE)
+        # Nothing is downloaded: the simulated image is as large as the volume asked for.
+        size = SIMULATED_IMAGE_SIZE if request.size is None else request.size
+        return VolumeInfo(request.path, QCOW2_EMPTY_SIZE, virtual_size=size, image_size=size)
 
     def delete_volume(self, path: str) -> None:
         if self.volumes.pop(path, None) is not None:
@@ -164,6 +171,13 @@ class SimulatorDriver(Driver):
         self.bridges[request.bridge] = request
         self._save()
         return request.bridge
+
+    def dhcp_hosts(self, l3_network_uuid: str) -> dict[str, str]:
+        """MAC -> IP that a real host's DHCP server would hand out on the L3 network: the
+        simulator serves no DHCP, it only keeps the VMs' specs that ask for it."""
+        return {nic.mac: nic.ip for vm in self.vms.values() for nic in vm.spec.nics
+                if nic.dhcp is not None and nic.dhcp.l3_network_uuid == l3_network_uuid
+                and nic.ip is not None}
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -204,9 +218,18 @@ class SimulatorDriver(Driver):
         for entry in data.get("vms", []):
             spec = dict(entry["spec"])
             spec["volumes"] = tuple(VolumeSpec(**v) for v in spec["volumes"])
-            spec["nics"] = tuple(NicSpec(**n) for n in spec["nics"])
+            spec["nics"] = tuple(_nic_spec(n) for n in spec["nics"])
             self.vms[spec["uuid"]] = SimulatedVm(VmSpec(**spec), VmState(entry["state"]))
         for entry in data.get("volumes", []):
-            self.volumes[entry["path"]] = VolumeRequest(**entry)
+            image = entry.get("image")
+            self.volumes[entry["path"]] = VolumeRequest(
+                **{**entry, "image": ImageSource(**image) if image else None})
         for entry in data.get("bridges", []):
             self.bridges[entry["bridge"]] = BridgeRequest(**entry)
+
+
+def _nic_spec(saved: dict[str, Any]) -> NicSpec:
+    dhcp = saved.get("dhcp")
+    if dhcp:
+        dhcp = DhcpSpec(**{**dhcp, "dns": tuple(dhcp["dns"])})
+    return NicSpec(**{**saved, "dhcp": dhcp})
