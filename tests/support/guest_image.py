@@ -99,10 +99,10 @@ exit 0
 
 POWEROFF = """\
 #!/bin/sh
-# Powers off after answering; the function runs detached so httpd can close the response.
-off() { sleep 1; echo "aerie-guest: poweroff" > /dev/console; poweroff -f; }
+# Answers, then powers off a second later from a subshell whose stdio is not httpd's pipe (a
+# function's redirections would not detach it: the response would stay open until poweroff).
 printf 'Content-Type: text/plain\\r\\n\\r\\npowering off\\n'
-off < /dev/null > /dev/null 2>&1 &
+(sleep 1; echo "aerie-guest: poweroff" > /dev/console; poweroff -f) < /dev/null > /dev/null 2>&1 &
 """
 
 POWER_BUTTON = """\
@@ -112,6 +112,7 @@ poweroff -f
 """
 
 SYSLINUX_CFG = """\
+SERIAL 0 115200
 DEFAULT aerie
 PROMPT 0
 TIMEOUT 1
