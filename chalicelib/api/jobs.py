@@ -271,7 +271,7 @@ def _prepare_flow(database: Database, job_uuid: str, op: Operation) -> dict[str,
             return json.loads(job.flow_context)
         if op.validate is not None:
             op.validate(ctx, request)
-        context = op.flow.prepare(ctx, request)
+        context = {**op.flow.prepare(ctx, request), "jobUuid": job_uuid}
         job.flow_context = json.dumps(context)
         job.resource_uuid = job.resource_uuid or context.get("resourceUuid")
         return context

@@ -17,6 +17,9 @@ Uuid = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="A 32-hex-dig
 Password = Annotated[str, Field(min_length=1, max_length=1024,
                                 json_schema_extra={"writeOnly": True})]
 Secret = Annotated[str, Field(max_length=255, json_schema_extra={"writeOnly": True})]
+PrivateKey = Annotated[str, Field(min_length=1, max_length=16384, pattern=r"-----BEGIN ",
+                                  description="An OpenSSH or PEM private key",
+                                  json_schema_extra={"writeOnly": True})]
 
 
 class ApiRequest(BaseModel):

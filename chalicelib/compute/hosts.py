@@ -1,4 +1,5 @@
-"""KVM hosts: added with a one-time agent token; their agent connects and reports."""
+"""KVM hosts: added over ssh (Ansible installs their agent) or with a one-time token for an
+agent started by hand; their agent connects and reports."""
 from __future__ import annotations
 
 import json
@@ -12,28 +13,44 @@ from chalicelib.context import Context
 from chalicelib.db.inventory import to_inventory
 from chalicelib.db.models import Cluster, Host
 from chalicelib.errors import InvalidArgument
+from chalicelib.flows.outcome import FlowEnd
 from chalicelib.identity.ownership import get_visible
-from chalicelib.resources import add_resource
+from chalicelib.resources import add_resource, delete_resource
 
 
-def add_kvm_host(ctx: Context, *, cluster_uuid: str, name: str, description: str | None,
-                 management_ip: str, username: str, password: str | None, ssh_port: int,
-                 deploy_agent: bool, control_plane_url: str) -> dict[str, Any]:
+def prepare_add_kvm_host(ctx: Context, *, cluster_uuid: str, name: str,
+                         description: str | None, management_ip: str, username: str,
+                         password: str | None, private_key: str | None, ssh_port: int,
+                         deploy_agent: bool) -> dict[str, Any]:
+    """The host's record, Connecting, with a CONNECT command waiting for its agent; the
+    ``connect-host`` flow then deploys the agent (unless the operator starts it by hand)."""
     cluster = get_visible(ctx, Cluster, cluster_uuid, field="clusterUuid")
-    if deploy_agent:
-        raise InvalidArgument(
-            "deploying the agent over ssh is not available in this version; add the host with "
-            "deployAgent=false and start aerie-agent on it with the token in the reply",
-            details={"field": "deployAgent"},
-        )
-    token, token_hash = new_token()
+    if deploy_agent and not (password or private_key):
+        raise InvalidArgument("deploying the agent needs the ssh password or privateKey of "
+                              f"{username}@{management_ip}", details={"field": "password"})
     host = add_resource(ctx, Host(
         zone_uuid=cluster.zone_uuid, cluster_uuid=cluster.uuid, name=name,
         description=description, management_ip=management_ip, hypervisor_type="KVM",
-        status="Connecting", token_hash=token_hash, ssh_username=username,
-        ssh_password=password, ssh_port=ssh_port,
+        status="Connecting", ssh_username=username, ssh_password=password,
+        ssh_private_key=private_key, ssh_port=ssh_port,
     ))
     commands.send(ctx.session, host.uuid, CONNECT)
+    return {"resourceUuid": host.uuid, "hostUuid": host.uuid, "deployAgent": deploy_agent}
+
+
+def settle_add_kvm_host(ctx: Context, flow: dict[str, Any], end: FlowEnd,
+                        control_plane_url: str) -> dict[str, Any] | None:
+    """Added; or, when the flow failed, gone with its token: nothing is half-added. A host
+    whose agent is started by hand gets its one-time token in the job's result."""
+    host = ctx.session.get(Host, flow["hostUuid"])
+    if end is not FlowEnd.SUCCEEDED:
+        if host is not None:
+            delete_resource(ctx, Host, host.uuid, enforcing=False)
+        return None
+    if flow["deployAgent"]:
+        return to_inventory(host)
+    token, host.token_hash = new_token()
+    ctx.session.flush()
     return {
         **to_inventory(host),
         "agentToken": token,
@@ -59,9 +76,23 @@ def add_simulator_host(ctx: Context, *, cluster_uuid: str, name: str, descriptio
     return host
 
 
-def reconnect_host(ctx: Context, uuid: str) -> Host:
+def playbook_digest() -> str:
+    from chalicelib.agents.deploy import playbook_digest as digest
+
+    return digest()
+
+
+def prepare_reconnect(ctx: Context, uuid: str) -> dict[str, Any]:
+    """Ask the agent to connect again. A host whose agent Aerie deployed gets the playbook
+    run again first when the playbook (or the operator's additions) changed since."""
     host = get_visible(ctx, Host, uuid)
-    if host.status != "Connected":
+    redeploy = host.agent_playbook_digest is not None and \
+        host.agent_playbook_digest != playbook_digest()
+    if host.status != "Connected" or redeploy:
         set_status(host, "Connecting")
     commands.send(ctx.session, host.uuid, CONNECT)
-    return host
+    return {"resourceUuid": host.uuid, "hostUuid": host.uuid, "deployAgent": redeploy}
+
+
+def settle_reconnect(ctx: Context, flow: dict[str, Any], end: FlowEnd) -> Host:
+    return ctx.session.get(Host, flow["hostUuid"], populate_existing=True)

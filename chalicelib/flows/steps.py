@@ -19,7 +19,7 @@ FlowContext = dict[str, Any]
 
 # Modules that register steps (and plugins that fill extension points) when imported. The
 # step Lambda and the ASL compiler import them all; add yours here.
-STEP_MODULES: tuple[str, ...] = ("chalicelib.compute.vm_steps",)
+STEP_MODULES: tuple[str, ...] = ("chalicelib.compute.vm_steps", "chalicelib.compute.host_steps")
 
 AGENT_RESULTS = "agentResults"  # where an agent step's reported result lands in the context
 DEFAULT_AGENT_TIMEOUT_SECONDS = 300

@@ -50,11 +50,12 @@ def test_add_host_shows_the_agent_token_once_and_never_the_ssh_password(api, clu
     assert "ssh-secret" not in api.get(f"/v1/hosts/{host['uuid']}").text
 
 
-def test_deploying_the_agent_over_ssh_is_refused_clearly_for_now(api, cluster):
+def test_deploying_the_agent_without_ssh_credentials_is_refused_at_once(api, cluster):
     reply = api.request("POST", "/v1/hosts/kvm", json={
         "clusterUuid": cluster, "name": "kvm-x", "managementIp": "10.9.0.3"})
     assert reply.status_code == 400
-    assert reply.json()["error"]["details"]["field"] == "deployAgent"
+    assert reply.json()["error"]["details"]["field"] == "password"
+    assert api.get("/v1/hosts").json()["inventories"] == []
 
 
 def test_an_agent_may_act_only_for_its_own_host(api, cluster):

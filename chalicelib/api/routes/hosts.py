@@ -10,14 +10,25 @@ from chalicelib.agents import commands, tracker
 from chalicelib.agents.protocol import MAX_WAIT_SECONDS, CommandResult, ReportedVm
 from chalicelib.agents.vm_sync import sync_vms
 from chalicelib.api.crud import UuidRequest, resource_operations
-from chalicelib.api.operation import Operation
-from chalicelib.api.request import ApiRequest, CreateRequest, Description, Name, Secret, Uuid
+from chalicelib.api.operation import FlowBinding, Operation
+from chalicelib.api.request import (
+    ApiRequest,
+    CreateRequest,
+    Description,
+    Name,
+    PrivateKey,
+    Secret,
+    Uuid,
+)
 from chalicelib.compute import hosts
 from chalicelib.context import Context
 from chalicelib.db.models import Host
+from chalicelib.flows.outcome import FlowEnd
+from chalicelib.identity.ownership import get_visible
 from chalicelib.settings import Settings
 
 TAG = "host"
+CONNECT_HOST = "connect-host"
 POLL_STEP = 0.1
 
 
@@ -28,9 +39,11 @@ class AddKvmHostRequest(CreateRequest):
     management_ip: Annotated[str, Field(min_length=1, max_length=255)]
     username: Annotated[str, Field(min_length=1, max_length=255)] = "root"
     password: Secret | None = None
+    private_key: PrivateKey | None = None
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
     deploy_agent: bool = Field(
-        True, description="Install the agent over ssh (false: start aerie-agent yourself)")
+        True, description="Install the agent over ssh with Ansible (needs password or "
+        "privateKey); false: start aerie-agent yourself with the token in the job's result")
 
 
 class SimulatorBehaviour(ApiRequest):
@@ -80,6 +93,22 @@ def _fetch(ctx: Context, request: FetchCommandsRequest) -> dict:
         time.sleep(POLL_STEP)
 
 
+def _prepare_add(ctx: Context, request: AddKvmHostRequest) -> dict[str, Any]:
+    return hosts.prepare_add_kvm_host(ctx, **request.fields())
+
+
+def _existing_host(ctx: Context, request: UuidRequest) -> None:
+    get_visible(ctx, Host, request.uuid)
+
+
+def _prepare_reconnect(ctx: Context, request: UuidRequest) -> dict[str, Any]:
+    return hosts.prepare_reconnect(ctx, request.uuid)
+
+
+def _settle_add(ctx: Context, flow: dict[str, Any], end: FlowEnd) -> dict[str, Any] | None:
+    return hosts.settle_add_kvm_host(ctx, flow, end, Settings.from_env().agent_url)
+
+
 def _queue_access(ctx: Context, request: AgentRequest) -> dict:
     return ctx.agents.queue_access(request.host_uuid)
 
@@ -93,12 +122,12 @@ def _report(ctx: Context, request: ReportRequest) -> dict:
 
 
 OPERATIONS = [
-    Operation("AddKvmHost", "POST", "/v1/hosts/kvm", AddKvmHostRequest,
-              lambda ctx, r: hosts.add_kvm_host(ctx, **r.fields(),
-                                                control_plane_url=Settings.from_env().agent_url),
-              "Add a KVM host; with deployAgent=false the reply carries the agent's one-time "
-              "token and the command that starts it", asynchronous=True, admin_only=True,
-              resource="Host", tags=(TAG,)),
+    Operation("AddKvmHost", "POST", "/v1/hosts/kvm", AddKvmHostRequest, _prepare_add,
+              "Add a KVM host: Ansible installs and starts its agent over ssh, and the job "
+              "ends when the agent connected (its progress shows the playbook's task); with "
+              "deployAgent=false the job's result carries the agent's one-time token and the "
+              "command that starts it", asynchronous=True, admin_only=True, resource="Host",
+              flow=FlowBinding(CONNECT_HOST, _prepare_add, _settle_add), tags=(TAG,)),
     Operation("AddSimulatorHost", "POST", "/v1/hosts/simulator", AddSimulatorHostRequest,
               lambda ctx, r: hosts.add_simulator_host(
                   ctx, **r.fields("simulator"), simulator=r.simulator.model_dump()),
@@ -106,9 +135,12 @@ OPERATIONS = [
               asynchronous=True, admin_only=True, resource="Host", tags=(TAG,)),
     *resource_operations(Host, "/v1/hosts", admin_only=True, has_state=True, tag=TAG),
     Operation("ReconnectHost", "PUT", "/v1/hosts/{uuid}/actions/reconnect", UuidRequest,
-              lambda ctx, r: hosts.reconnect_host(ctx, r.uuid),
-              "Ask the host's agent to connect again and report", asynchronous=True,
-              admin_only=True, resource="Host", sync_on=("host", "uuid"), tags=(TAG,)),
+              _prepare_reconnect, "Ask the host's agent to connect again and report; an agent "
+              "Aerie deployed is deployed again first when the playbook changed since (the "
+              "job then ends when it connected)", asynchronous=True, admin_only=True,
+              resource="Host", sync_on=("host", "uuid"), validate=_existing_host,
+              flow=FlowBinding(CONNECT_HOST, _prepare_reconnect, hosts.settle_reconnect),
+              tags=(TAG,)),
     Operation("FetchAgentCommands", "GET", "/v1/hosts/{hostUuid}/agent/commands",
               FetchCommandsRequest, _fetch,
               "For agents: the host's pending commands, waiting up to waitSeconds for one",

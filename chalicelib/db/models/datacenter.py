@@ -65,7 +65,7 @@ class Cluster(Resource, Base):
 class Host(Resource, Base):
     __tablename__ = "hosts"
     __resource__ = "Host"
-    __hidden_fields__ = frozenset({"tokenHash", "sshPassword"})
+    __hidden_fields__ = frozenset({"tokenHash", "sshPassword", "sshPrivateKey"})
     __dependents__ = ("vm_instances",)
 
     zone_uuid: Mapped[str] = fk_column("zones.uuid")
@@ -88,6 +88,10 @@ class Host(Resource, Base):
     ssh_username: Mapped[str | None] = mapped_column(String(255))
     ssh_password: Mapped[str | None] = mapped_column(String(255))
     ssh_port: Mapped[int] = mapped_column(Integer, nullable=False, default=22)
+    ssh_private_key: Mapped[str | None] = mapped_column(Text)
+    # The sha256 of the playbook (and the operator's additions) that last deployed the agent;
+    # None when the agent was installed by hand. ReconnectHost deploys again when it changed.
+    agent_playbook_digest: Mapped[str | None] = mapped_column(String(64))
     os_version: Mapped[str | None] = mapped_column(String(255))
     kernel_version: Mapped[str | None] = mapped_column(String(255))
     libvirt_version: Mapped[str | None] = mapped_column(String(64))
