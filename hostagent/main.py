@@ -29,9 +29,12 @@ def build_driver(config: AgentConfig) -> Driver:
         for name in sim.fail_commands:
             driver.fail_command(name)
         return driver
-    from hostagent.drivers.libvirt_driver import LibvirtDriver  # needs libvirt-python
+    from hostagent.drivers.dhcp import DhcpServers
+    from hostagent.drivers.libvirt_driver import LibvirtDriver, has_host_network
 
-    return LibvirtDriver(config.libvirt_uri, domain_type=config.domain_type)
+    dhcp = (DhcpServers(config.state_dir, config.host_uuid)
+            if has_host_network(config.libvirt_uri) else None)
+    return LibvirtDriver(config.libvirt_uri, domain_type=config.domain_type, dhcp=dhcp)
 
 
 def sqs_transport(control_plane: HttpTransport) -> Transport:

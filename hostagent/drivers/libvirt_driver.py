@@ -22,6 +22,7 @@ from hostagent.drivers.base import (
     VolumeInfo,
     VolumeRequest,
 )
+from hostagent.drivers.dhcp import DhcpServers
 from hostagent.drivers.domain_xml import build_domain_xml, libvirt_uuid
 from hostagent.drivers.host_probe import default_domain_type, os_release
 from hostagent.drivers.linux_bridge import LinuxBridges
@@ -67,6 +68,12 @@ def report_uuid(domain: libvirt.virDomain) -> str:
     return dashed.replace("-", "")
 
 
+def has_host_network(uri: str) -> bool:
+    """Whether the driver at ``uri`` runs VMs on this host's network (bridges, DHCP servers):
+    libvirt's test driver has none to change."""
+    return not uri.startswith("test:")
+
+
 def start_event_loop() -> None:
     """The embedded qemu driver needs libvirt's event loop running in this process."""
     global _event_loop_started
@@ -88,7 +95,10 @@ class LibvirtDriver(Driver):
 
     def __init__(self, uri: str = "qemu:///system", *, domain_type: str | None = None,
                  runner: Runner = run, sleep: Callable[[float], Any] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 dhcp: DhcpServers | None = None) -> None:
+        """``dhcp``: the host's DHCP servers, for NICs that ask for one; without it, they
+        get none here."""
         self.uri = uri
         self.domain_type = domain_type or default_domain_type(uri)
         self._sleep = sleep
@@ -96,6 +106,7 @@ class LibvirtDriver(Driver):
         self._conn: libvirt.virConnect | None = None
         self._volumes = QemuImg(runner)
         self._bridges = LinuxBridges(runner)
+        self._dhcp = dhcp
 
     # -- facts and state ---------------------------------------------------------------------
 
@@ -126,6 +137,8 @@ class LibvirtDriver(Driver):
 
     def create_vm(self, spec: VmSpec, start: bool = True) -> VmState:
         xml = build_domain_xml(spec, self.domain_type)
+        if self._dhcp is not None:
+            self._dhcp.update_vm(spec.uuid, spec.nics)  # before the guest asks for a lease
         with self._libvirt() as conn:
             domain = conn.defineXML(xml)
             if start and not domain.isActive():
@@ -175,15 +188,16 @@ class LibvirtDriver(Driver):
     def destroy_vm(self, uuid: str) -> None:
         with self._libvirt():
             domain = self._lookup(uuid)
-            if domain is None:
-                return
-            try:
-                if domain.isActive():
-                    domain.destroy()
-                self._undefine(domain)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                    raise
+            if domain is not None:
+                try:
+                    if domain.isActive():
+                        domain.destroy()
+                    self._undefine(domain)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+        if self._dhcp is not None:  # also when the domain was gone: a create that failed
+            self._dhcp.remove_vm(uuid)
 
     # -- storage and network -------------------------------------------------------------------
 
@@ -197,8 +211,8 @@ class LibvirtDriver(Driver):
         self._volumes.delete_empty_directory(path)
 
     def setup_bridge(self, request: BridgeRequest) -> str:
-        if self.uri.startswith("test:"):
-            return request.bridge  # libvirt's test driver has no host network to change
+        if not has_host_network(self.uri):
+            return request.bridge
         return self._bridges.setup(request)
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ class LinuxBridges:
 
     def setup(self, request: BridgeRequest) -> str:
         """Ensure the bridge exists and is up, with the (VLAN sub-)interface attached."""
-        _check_name(request.bridge)
+        check_interface_name(request.bridge)
         if not self.exists(request.bridge):
             self._run(["ip", "link", "add", "name", request.bridge, "type", "bridge"])
         self._run(["ip", "link", "set", "dev", request.bridge, "up"])
@@ -29,7 +29,7 @@ class LinuxBridges:
         port = request.physical_interface
         if request.vlan is not None:
             port = f"{request.physical_interface}.{request.vlan}"
-            _check_name(port)
+            check_interface_name(port)
             if not self.exists(port):
                 try:
                     self._run(["ip", "link", "add", "link", request.physical_interface, "name",
@@ -42,7 +42,7 @@ class LinuxBridges:
         return request.bridge
 
 
-def _check_name(name: str) -> None:
+def check_interface_name(name: str) -> None:
     if not name or len(name) > MAX_IFNAME or "/" in name or " " in name:
         raise DriverError(f"invalid interface name {name!r} (1-{MAX_IFNAME} characters, "
                           "no '/' or spaces)")

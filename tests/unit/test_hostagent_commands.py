@@ -194,3 +194,39 @@ def test_start_with_the_whole_spec_defines_a_vm_the_host_lost():
     again = executor.execute({"id": "s-2", "name": "vm.start", "args": VM_WITH_BRIDGED_NIC})
     assert again["ok"] and again["result"] == {"state": "Running"}
     assert driver.vms["c" * 32].spec.nics[0].vlan == 42
+
+
+DHCP_NIC = {"uuid": "n", "mac": "fa:16:3e:00:00:01", "bridge": "br_eth0", "deviceId": 0,
+            "physicalInterface": "eth0", "ip": "10.0.0.23",
+            "dhcp": {"l3NetworkUuid": "0123456789abcdef0123456789abcdef",
+                     "serverIp": "10.0.0.2", "prefixLength": 24, "gateway": "10.0.0.1",
+                     "dns": ["8.8.8.8"], "dnsDomain": "corp.example", "hostname": "web-1"}}
+
+
+def test_a_nic_asking_for_dhcp_is_read_into_the_spec(executor):
+    assert run(executor, "vm.create", {**VM_ARGS, "nics": [DHCP_NIC]})["ok"] is True
+    nic = executor.driver.vms[VM].spec.nics[0]
+    assert nic.ip == "10.0.0.23" and nic.dhcp.dns == ("8.8.8.8",)
+    assert (nic.dhcp.server_ip, nic.dhcp.prefix_length, nic.dhcp.hostname) == (
+        "10.0.0.2", 24, "web-1")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"ip": None}, "needs its 'ip'"),
+    ({"ip": "10.0.1.5"}, "'ip' 10.0.1.5 is not an address the DHCP server at 10.0.0.2/24"),
+    ({"ip": "10.0.0.2"}, "is not an address the DHCP server"),
+    ({"mac": "fa:16:3e:00:00:01\ndhcp-script=/x"}, "'mac' must be six hex pairs"),
+    ({"dhcp": {**DHCP_NIC["dhcp"], "serverIp": "10.0.0"}}, "'serverIp' must be an IPv4"),
+    ({"dhcp": {**DHCP_NIC["dhcp"], "prefixLength": 32}}, "'prefixLength' must be between"),
+    ({"dhcp": {**DHCP_NIC["dhcp"], "dns": ["8.8.8.8,9.9.9.9"]}}, "'dns' must be an IPv4"),
+    ({"dhcp": {**DHCP_NIC["dhcp"], "hostname": "web 1"}}, "'hostname' must be a host name"),
+    ({"dhcp": {**DHCP_NIC["dhcp"], "dnsDomain": "a..b"}}, "'dnsDomain' must be a domain"),
+    ({"dhcp": {**DHCP_NIC["dhcp"], "l3NetworkUuid": "../etc"}}, "'l3NetworkUuid' must be"),
+    ({"dhcp": "yes"}, "'dhcp' must be an object"),
+])
+def test_dhcp_args_that_could_not_be_served_safely_are_refused(executor, change, message):
+    nic = {key: value for key, value in {**DHCP_NIC, **change}.items() if value is not None}
+    result = run(executor, "vm.create", {**VM_ARGS, "nics": [nic]})
+    assert result["ok"] is False and "nics[0]: " in result["error"]
+    assert message in result["error"], result["error"]
+    assert executor.driver.vms == {}

@@ -230,3 +230,28 @@ def test_report_uuid_prefers_aerie_names():
     assert report_uuid(Domain("8c1f7a9e2b3d4c5e8f6a7b8c9d0e1f2a", dashed)) == (
         "8c1f7a9e2b3d4c5e8f6a7b8c9d0e1f2a")
     assert report_uuid(Domain("legacy-vm", dashed)) == "8c1f7a9e2b3d4c5e8f6a7b8c9d0e1f2a"
+
+
+def test_dhcp_is_set_up_before_the_domain_and_removed_with_it_even_when_absent():
+    class RecordedDhcp:
+        def __init__(self):
+            self.calls = []
+
+        def update_vm(self, vm_uuid, nics):
+            self.calls.append(("update", vm_uuid, [n.ip for n in nics]))
+
+        def remove_vm(self, vm_uuid):
+            self.calls.append(("remove", vm_uuid))
+
+    dhcp = RecordedDhcp()
+    with_dhcp = LibvirtDriver(URI, dhcp=dhcp)
+    spec = VmSpec(uuid.uuid4().hex, "dhcp vm", 1, 64 << 20,
+                  nics=(NicSpec("n", "52:54:00:01:02:04", "br0", 0, ip="10.0.0.5"),))
+    try:
+        with_dhcp.create_vm(spec)
+        with_dhcp.destroy_vm(spec.uuid)
+        with_dhcp.destroy_vm(spec.uuid)  # the domain is gone: its DHCP entries go all the same
+    finally:
+        with_dhcp.close()
+    assert dhcp.calls == [("update", spec.uuid, ["10.0.0.5"]), ("remove", spec.uuid),
+                          ("remove", spec.uuid)]

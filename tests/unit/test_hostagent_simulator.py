@@ -6,7 +6,15 @@ import time
 import pytest
 
 from hostagent.agent import Agent
-from hostagent.drivers.base import BridgeRequest, DriverError, VmSpec, VolumeRequest
+from hostagent.drivers.base import (
+    BridgeRequest,
+    DhcpSpec,
+    DriverError,
+    ImageSource,
+    NicSpec,
+    VmSpec,
+    VolumeRequest,
+)
 from hostagent.drivers.simulator import SimulatorDriver
 from hostagent.executor import CommandExecutor
 from hostagent.memory_transport import MemoryTransport
@@ -96,6 +104,23 @@ def test_state_file_keeps_the_hypervisor_across_restarts(tmp_path):
     assert restarted.vms["a"].spec == spec("a")
     assert restarted.volumes == {"/vols/a.qcow2": VolumeRequest("/vols/a.qcow2", GIB)}
     assert restarted.bridges == {"br_eth1": BridgeRequest("br_eth1", "eth1")}
+
+
+def test_dhcp_nics_and_image_volumes_are_kept_across_restarts_and_go_with_the_vm(tmp_path):
+    path = tmp_path / "sim.json"
+    sim = SimulatorDriver(state_path=path)
+    dhcp = DhcpSpec("l3", "10.0.0.2", 24, "10.0.0.1", ("8.8.8.8",), None, "web")
+    nics = (NicSpec("n", "fa:16:3e:00:00:01", "br_eth0", 0, "eth0", None, "10.0.0.9", dhcp),
+            NicSpec("m", "fa:16:3e:00:00:02", "br_eth1", 1))
+    sim.create_vm(VmSpec("a", "a", 1, GIB, nics=nics))
+    image = ImageSource("img", "http://images/img.qcow2", "/ps/imagecache/img.qcow2")
+    sim.create_volume(VolumeRequest("/ps/root.qcow2", None, image=image))
+    restarted = SimulatorDriver(state_path=path)
+    assert restarted.vms["a"].spec.nics == nics
+    assert restarted.volumes["/ps/root.qcow2"].image == image
+    assert restarted.dhcp_hosts("l3") == {"fa:16:3e:00:00:01": "10.0.0.9"}
+    restarted.destroy_vm("a")
+    assert restarted.dhcp_hosts("l3") == {}
 
 
 def test_ten_thousand_simulated_hosts_are_cheap():
