@@ -32,6 +32,7 @@ from chalicelib.compute.allocation import (
     release_primary_storage,
 )
 from chalicelib.db.models import (
+    Image,
     L2Network,
     L3Network,
     PrimaryStorage,
@@ -70,6 +71,10 @@ def bridge_name(l2: L2Network) -> str:
 
 def volume_path(storage: PrimaryStorage, vm_uuid: str, volume_uuid: str) -> str:
     return f"{storage.mount_path.rstrip('/')}/vms/{vm_uuid}/{volume_uuid}.qcow2"
+
+
+def image_cache_path(storage: PrimaryStorage, image: Image) -> str:
+    return f"{storage.mount_path.rstrip('/')}/imagecache/{image.uuid}.{image.format}"
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -170,14 +175,27 @@ def _volumes_on_host(db: Session, vm_uuid: str) -> list[Volume]:
 
 @agent_step("vm.instantiate-volumes")
 class InstantiateVolumes:
+    """The volume files on the host; the root volume is an overlay of the image, which the
+    host downloads once into its primary storage's image cache."""
+
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
         with env.session() as db:
-            volumes = [{"path": v.install_path, "size": v.size, "format": v.format}
-                       for v in _volumes_on_host(db, ctx["vmUuid"])]
+            volumes = [_volume_request(db, v) for v in _volumes_on_host(db, ctx["vmUuid"])]
         return AgentCommandRequest(ctx["hostUuid"], VOLUMES_CREATE, {"volumes": volumes})
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         _delete_volume_files(ctx, env)
+
+
+def _volume_request(db: Session, volume: Volume) -> dict[str, Any]:
+    request: dict[str, Any] = {"path": volume.install_path, "size": volume.size,
+                               "format": volume.format}
+    image = db.get(Image, volume.root_image_uuid) if volume.root_image_uuid else None
+    if image is not None and image.media_type == "RootVolumeTemplate":
+        storage = db.get(PrimaryStorage, volume.primary_storage_uuid)
+        request["image"] = {"uuid": image.uuid, "url": image.url, "format": image.format,
+                            "cachePath": image_cache_path(storage, image)}
+    return request
 
 
 def _delete_volume_files(ctx: FlowContext, env: StepEnv) -> None:

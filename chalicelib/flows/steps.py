@@ -150,10 +150,18 @@ def step(name: str, *, extends: str | None = None,
     def register(cls: type[T]) -> type[T]:
         instance = cls()
         instance.name = name
+        _require_methods(instance, name, "run", "rollback")
         (registry or STEPS).add(instance, extends=extends)
         return cls
 
     return register
+
+
+def _require_methods(instance: object, name: str, *methods: str) -> None:
+    """A step without its rollback would fail only when a flow needs it: refuse it now."""
+    for method in methods:
+        if not callable(getattr(instance, method, None)):
+            raise TypeError(f"step {name!r} needs a {method}(ctx, env) method")
 
 
 def agent_step(name: str, *, extends: str | None = None,
@@ -165,8 +173,7 @@ def agent_step(name: str, *, extends: str | None = None,
     def register(cls: type[T]) -> type[T]:
         instance = cls()
         instance.name = name
-        if not is_agent_step(instance):
-            raise TypeError(f"agent step {name!r} needs a command(ctx, env) method")
+        _require_methods(instance, name, "command", "rollback")
         (registry or STEPS).add(instance, extends=extends, agent_timeout_seconds=timeout_seconds)
         return cls
 

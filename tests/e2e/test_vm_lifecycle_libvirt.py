@@ -106,12 +106,16 @@ def cloud(tmp_path) -> Iterator[Cloud]:
                 "name": "images", "url": str(tmp_path / "images"),
                 "hostname": "127.0.0.1"})["uuid"]
             api.do("POST", f"/v1/zones/{zone}/backup-storage/{images}")
+            image_file = tmp_path / "images" / "tiny.qcow2"
+            image_file.parent.mkdir()
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image_file),
+                            str(IMAGE_SIZE)], check=True)
             image = api.do("POST", "/v1/images", {
-                "name": "tiny", "url": "http://images.invalid/tiny.qcow2",
+                "name": "tiny", "url": image_file.as_uri(),
                 "backupStorageUuids": [images]})["uuid"]
-            # Images are records until downloading lands, so nothing measures their size
-            # yet: write the size a download would have measured straight into the
-            # control plane's SQLite file (`aerie up` reads it from there on every create).
+            # AddImage records the image; nothing measures its size on backup storage yet:
+            # write the size that would have measured straight into the control plane's
+            # SQLite file (`aerie up` reads it from there on every create).
             with db.session() as session:
                 session.get(Image, image).size = IMAGE_SIZE
             l2 = api.do("POST", "/v1/l2-networks/no-vlan", {
@@ -222,6 +226,10 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
     assert len(paths) == 2 and all(Path(p).parent == vm_dir for p in paths)
     sizes = [(qemu_img_info(p)["format"], qemu_img_info(p)["virtual-size"]) for p in paths]
     assert sizes == [("qcow2", IMAGE_SIZE), ("qcow2", DATA_DISK_SIZE)]
+    # The root volume is an overlay of the image, downloaded once into the storage's cache.
+    cached = cloud.storage_dir / "imagecache" / f"{created['imageUuid']}.qcow2"
+    assert qemu_img_info(paths[0])["full-backing-filename"] == str(cached)
+    assert "full-backing-filename" not in qemu_img_info(paths[1])
     assert storage_available(cloud) == available_before - IMAGE_SIZE - DATA_DISK_SIZE
     (ip,) = used_ips(cloud)
     assert ip.startswith("10.20.0.")
@@ -283,8 +291,9 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
     vm_directory = str(Path(paths[0]).parent)
     assert json.loads(agent_results(cloud, "volumes.delete")[-1].args) == {
         "paths": paths, "directory": vm_directory}
-    # The files are gone, and the VM's folder with them.
-    assert files_under(cloud.storage_dir) == []
+    # The files are gone, and the VM's folder with them; the image stays cached for the next.
+    assert [f for f in files_under(cloud.storage_dir)
+            if f.parent.name != "imagecache"] == []
     assert not Path(vm_directory).exists()
     assert used_ips(cloud) == []
     assert storage_available(cloud) == available_before
@@ -294,7 +303,8 @@ def test_the_lifecycle_runs_on_libvirt_with_real_volume_files(cloud, tmp_path):
 
 def test_storage_the_agent_cannot_write_fails_the_create_and_leaves_nothing(cloud, tmp_path):
     api, phases = cloud.api, Phases()
-    # A file where the storage's directory should be: the agent cannot make `vms/<vm>/` in it.
+    # A file where the storage's directory should be: the agent cannot make its image cache
+    # (the first thing the root volume needs) in it.
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("in the way\n")
     zone = api.get(f"/v1/primary-storage/{cloud.storage}").json()["inventory"]["zoneUuid"]
@@ -314,12 +324,14 @@ def test_storage_the_agent_cannot_write_fails_the_create_and_leaves_nothing(clou
     assert error["details"]["failedStep"] == "vm.instantiate-volumes"
     assert error["details"]["error"]["code"] == "AgentCommandFailed"
     # The agent's own words reach the user: what it could not do, and why.
-    assert f"cannot create directory {blocker}/ps/vms/" in error["message"], error
+    assert f"cannot create image cache directory {blocker}/ps/imagecache" in \
+        error["message"], error
     assert "Not a directory" in error["message"], error
     assert [r["step"] for r in error["details"]["rollbacks"]] == [
         "vm.instantiate-volumes", "vm.allocate-nics", "vm.allocate-volumes",
         "vm.allocate-host", "vm.select-backup-storage"]
-    assert all(r["succeeded"] for r in error["details"]["rollbacks"])
+    assert all(r["succeeded"] for r in error["details"]["rollbacks"]), \
+        error["details"]["rollbacks"]
 
     assert api.get("/v1/vm-instances").json()["inventories"] == []
     inventory = api.get(f"/v1/primary-storage/{broken}").json()["inventory"]

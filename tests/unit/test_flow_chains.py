@@ -6,7 +6,7 @@ import json
 import pytest
 
 from chalicelib.flows.chains import ChainError, ChainLibrary, ChainStep
-from chalicelib.flows.steps import StepRegistry
+from chalicelib.flows.steps import StepRegistry, agent_step, step
 from tests.unit.test_flow_fakes import Journal, recording_agent_step, recording_step
 
 BASE = {"name": "base", "steps": ["one", {"name": "two", "waitsForAgent": True,
@@ -74,3 +74,14 @@ def test_a_chain_file_is_named_after_its_chain(tmp_path):
     (tmp_path / "create-vm.json").write_text(json.dumps({"name": "other", "steps": ["x"]}))
     with pytest.raises(ChainError, match="its name must be 'create-vm'"):
         ChainLibrary.load(tmp_path)
+
+
+@pytest.mark.parametrize("decorator", [step, agent_step])
+def test_a_step_without_its_rollback_is_refused_when_it_is_declared(decorator):
+    class Forgetful:
+        def run(self, ctx, env) -> None: ...
+
+        def command(self, ctx, env) -> None: ...
+
+    with pytest.raises(TypeError, match="rollback"):
+        decorator("forgetful", registry=StepRegistry())(Forgetful)
