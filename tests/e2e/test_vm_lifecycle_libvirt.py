@@ -20,6 +20,7 @@ import pytest
 from chalicelib.db.database import Database
 from chalicelib.db.models import AgentCommand, Image, UsedIp
 from tests.support.agent_process import Client, agent_log, control_plane, start_agent, stop
+from tests.support.phases import Phases
 
 if os.environ.get("CI", "").lower() == "true":
     import libvirt  # noqa: F401  (under CI it must be there: make test installs it)
@@ -39,25 +40,6 @@ VM_MEMORY = 128 * MIB
 STORAGE = 10 * 1024 * MIB
 REPORT_INTERVAL = 1  # host.ping.interval, seconds: how often the agent sends its VM list
 TEST_DOMAIN = "6695eb01f6a4830479aa97f2502e193f"  # the domain libvirt's test driver starts with
-
-
-class Phases:
-    """Wall-clock time of each phase, printed at the end of a test."""
-
-    def __init__(self) -> None:
-        self.times: list[tuple[str, float]] = []
-        self._last = time.monotonic()
-
-    def done(self, name: str) -> None:
-        now = time.monotonic()
-        self.times.append((name, now - self._last))
-        self._last = now
-
-    def print(self, title: str) -> None:
-        total = sum(seconds for _, seconds in self.times)
-        print(f"\n{title} ({total:.2f}s in all):")
-        for name, seconds in self.times:
-            print(f"  {name:<40} {seconds:6.2f}s")
 
 
 @dataclass

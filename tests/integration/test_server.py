@@ -23,20 +23,20 @@ AERIE = str(Path(sys.executable).with_name("aerie"))
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
+def _free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return sock.getsockname()[1]
 
 
 class Server:
-    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, env: dict[str, str], tmp_path: Path, address: str = "127.0.0.1") -> None:
+        self.port = _free_port(address)
+        self.url = f"http://{address}:{self.port}"
         self.log = tmp_path / "aerie.log"
         self.process = subprocess.Popen(
             [AERIE, "up"], cwd=tmp_path, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-            env={**os.environ, "AERIE_LISTEN": f"127.0.0.1:{self.port}",
+            env={**os.environ, "AERIE_LISTEN": f"{address}:{self.port}",
                  "AERIE_VAR_DIR": str(tmp_path / "var"), **env},
         )
         deadline = time.monotonic() + 60
