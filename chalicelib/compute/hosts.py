@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import select
+
 from chalicelib.agents import commands
 from chalicelib.agents.protocol import CONNECT
 from chalicelib.agents.tokens import new_token
@@ -12,7 +14,7 @@ from chalicelib.agents.tracker import set_status
 from chalicelib.context import Context
 from chalicelib.db.inventory import to_inventory
 from chalicelib.db.models import Cluster, Host
-from chalicelib.errors import InvalidArgument
+from chalicelib.errors import Conflict, InvalidArgument
 from chalicelib.flows.outcome import FlowEnd
 from chalicelib.identity.ownership import get_visible
 from chalicelib.resources import add_resource, delete_resource
@@ -28,6 +30,10 @@ def prepare_add_kvm_host(ctx: Context, *, cluster_uuid: str, name: str,
     if deploy_agent and not (password or private_key):
         raise InvalidArgument("deploying the agent needs the ssh password or privateKey of "
                               f"{username}@{management_ip}", details={"field": "password"})
+    taken = ctx.session.scalar(select(Host).where(Host.management_ip == management_ip))
+    if taken is not None:
+        raise Conflict(f"host {taken.name} ({taken.uuid}) already has management IP "
+                       f"{management_ip}", details={"field": "managementIp"})
     host = add_resource(ctx, Host(
         zone_uuid=cluster.zone_uuid, cluster_uuid=cluster.uuid, name=name,
         description=description, management_ip=management_ip, hypervisor_type="KVM",

@@ -2,6 +2,7 @@
 one-time tokens, token-scoped calls, command delivery, reports, host status, VM state sync."""
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import timedelta
 
@@ -11,6 +12,8 @@ from chalicelib import events
 from chalicelib.agents.tracker import track
 from chalicelib.db.base import utcnow
 from chalicelib.db.models import Host, VmInstance
+
+ADDRESSES = itertools.count(2)
 
 
 @pytest.fixture
@@ -29,7 +32,7 @@ def published():
 
 def add_host(api, cluster: str, name: str = "kvm-1") -> tuple[dict, str]:
     job = api.submit("POST", "/v1/hosts/kvm", {
-        "clusterUuid": cluster, "name": name, "managementIp": "10.9.0.2",
+        "clusterUuid": cluster, "name": name, "managementIp": f"10.9.0.{next(ADDRESSES)}",
         "password": "ssh-secret", "deployAgent": False})
     assert job["state"] == "Succeeded", job
     return job["result"], job["uuid"]
