@@ -6,7 +6,7 @@ fails with all of them. Rules:
 - a host's available CPU and memory = its total less what its VMs in holding states hold;
 - a primary storage's available capacity = its total less the sizes of the volumes on it;
 - a UsedIp for a VmNic is used by exactly one NIC, of its L3 network and with its address;
-  every NIC has its IP;
+  one for anything else (an L3 network's DHCP server) by none; every NIC has its IP;
 - a volume of a VM belongs to a VM that exists and is not Expunged; a root volume belongs to a
   VM; every VM past creation (not Created or Error) has its root volume;
 - a VM that runs (Running, Stopping, Rebooting, Migrating, Paused) is on a host.
@@ -83,6 +83,9 @@ def ip_leaks(session: Session) -> list[str]:
         if ip.use_for == "VmNic" and len(users) != 1:
             leaks.append(f"UsedIp {ip.ip} ({ip.uuid}) of L3 network {ip.l3_network_uuid} is "
                          f"used by {len(users)} NICs, not 1")
+        elif ip.use_for != "VmNic" and users:
+            leaks.append(f"UsedIp {ip.ip} ({ip.uuid}) of L3 network {ip.l3_network_uuid} is "
+                         f"for {ip.use_for}, yet used by {len(users)} NICs")
     for used_ip_uuid, users in nics_by_ip.items():
         ip = used_ips.get(used_ip_uuid)
         for nic in users:

@@ -1,0 +1,103 @@
+"""Flat networks' DHCP: the server address of an L3 network, and the ``dhcp`` object each VM
+NIC on it carries to its host in ``vm.create`` / ``vm.start`` (the agent's side, and the
+object's format, are in ``hostagent/drivers/dhcp.py``).
+
+An L3 network on a NoVlan L2 network has one DHCP server address, taken from its IP ranges
+the first time it is asked for and recorded as a ``UsedIp`` with ``use_for="DHCP"``, so no
+VM NIC is ever given it. Every host serving the network uses that same address, each in a
+namespace of its own on its own bridge.
+
+Concurrent first calls agree without a lock: each tries the same addresses in the same order
+(the highest free address of the ranges first), so they race for one address whose unique
+key lets only one claim it; the others find it taken and read the winner's record.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chalicelib.db.models import IpRange, L2Network, L3Network, UsedIp, VmNic
+from chalicelib.errors import Conflict, InvalidArgument
+from chalicelib.network.ip_allocation import allocate_ip, release_ip
+
+DHCP_USE = "DHCP"
+FLAT_L2_TYPE = "L2NoVlanNetwork"
+IP_IN_USE = "IpInUse"  # allocate_ip's code for a requested address that is taken
+WINDOW = 64  # addresses read per query while looking for the highest free one
+
+
+def dhcp_server_ip(db: Session, l3_network_uuid: str) -> str:
+    """The L3 network's DHCP server address, allocated on the first call. Conflict
+    (``NoFreeIp``) when the network has no free address left for it."""
+    recorded = _recorded(db, l3_network_uuid)
+    if recorded is not None:
+        return recorded
+    for candidate in _free_from_the_top(db, l3_network_uuid):
+        try:
+            return allocate_ip(db, l3_network_uuid, candidate, use_for=DHCP_USE).ip
+        except InvalidArgument:
+            continue  # a range's gateway, network or broadcast address
+        except Conflict as exc:
+            if exc.code != IP_IN_USE:
+                raise
+        recorded = _recorded(db, l3_network_uuid)  # taken: by a concurrent first call?
+        if recorded is not None:
+            return recorded
+    # Nothing free was found: allocate_ip says so, naming the network and its ranges.
+    return allocate_ip(db, l3_network_uuid, use_for=DHCP_USE).ip
+
+
+def release_dhcp_server_ip(db: Session, l3_network_uuid: str) -> bool:
+    """Give the address back (before the network or its range is deleted); idempotent."""
+    released = False
+    for used_ip_uuid in db.scalars(select(UsedIp.uuid).where(
+            UsedIp.l3_network_uuid == l3_network_uuid, UsedIp.use_for == DHCP_USE)):
+        released |= release_ip(db, used_ip_uuid)
+    return released
+
+
+def dhcp_spec(db: Session, nic: VmNic, l3: L3Network, l2: L2Network,
+              hostname: str | None = None) -> dict[str, Any] | None:
+    """The NIC's ``dhcp`` object for the agent, or None when its network has no DHCP server
+    on the hosts (not a flat network) or the NIC has no address to hand out."""
+    if l2.type != FLAT_L2_TYPE or nic.ip is None or nic.netmask is None:
+        return None
+    return {"l3NetworkUuid": l3.uuid, "serverIp": dhcp_server_ip(db, l3.uuid),
+            "prefixLength": IPv4Network(f"0.0.0.0/{nic.netmask}").prefixlen,
+            "gateway": nic.gateway, "dns": [d.dns for d in l3.dns if _is_ipv4(d.dns)],
+            "dnsDomain": l3.dns_domain, "hostname": hostname}
+
+
+def _recorded(db: Session, l3_network_uuid: str) -> str | None:
+    return db.scalar(select(UsedIp.ip).where(UsedIp.l3_network_uuid == l3_network_uuid,
+                                             UsedIp.use_for == DHCP_USE)
+                     .order_by(UsedIp.create_date, UsedIp.uuid).limit(1))
+
+
+def _free_from_the_top(db: Session, l3_network_uuid: str) -> Iterator[str]:
+    """The ranges' addresses not in use, highest first, read a window at a time."""
+    ranges = db.scalars(select(IpRange).where(IpRange.l3_network_uuid == l3_network_uuid,
+                                              IpRange.ip_version == 4)).all()
+    for ip_range in sorted(ranges, key=lambda r: int(IPv4Address(r.end_ip)), reverse=True):
+        first, high = int(IPv4Address(ip_range.start_ip)), int(IPv4Address(ip_range.end_ip))
+        while high >= first:
+            low = max(first, high - WINDOW + 1)
+            used = set(db.scalars(select(UsedIp.ip_in_long).where(
+                UsedIp.l3_network_uuid == l3_network_uuid,
+                UsedIp.ip_in_long.between(low, high))))
+            for ip in range(high, low - 1, -1):
+                if ip not in used:
+                    yield str(IPv4Address(ip))
+            high = low - 1
+
+
+def _is_ipv4(address: str) -> bool:
+    try:
+        IPv4Address(address)
+    except ValueError:
+        return False
+    return True
