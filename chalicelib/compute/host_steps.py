@@ -10,6 +10,13 @@ import time
 
 from sqlalchemy import select, update
 
+from chalicelib.agents.deploy import (
+    AgentSettings,
+    DeployFailed,
+    DeployProgress,
+    SshTarget,
+    deploy_agent,
+)
 from chalicelib.agents.tokens import new_token
 from chalicelib.agents.tracker import set_status
 from chalicelib.db.models import Host
@@ -28,7 +35,7 @@ POLL_SECONDS = 0.2
 
 
 class AgentDeployFailed(AerieError):
-    def __init__(self, failure) -> None:
+    def __init__(self, failure: DeployFailed) -> None:
         where = f" at task {failure.task!r}" if failure.task else ""
         super().__init__(
             f"deploying the agent on {failure.address} failed{where} ({failure.reason}): "
@@ -54,14 +61,6 @@ class DeployAgent:
     def run(self, ctx: FlowContext, env: StepEnv) -> None:
         if not ctx.get("deployAgent"):
             return
-        from chalicelib.agents.deploy import (
-            AgentSettings,
-            DeployFailed,
-            DeployProgress,
-            SshTarget,
-            deploy_agent,
-        )
-
         token, token_hash = new_token()
         with env.session() as db:
             host = db.get(Host, ctx["hostUuid"])

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from chalicelib.agents import commands
+from chalicelib.agents.deploy import playbook_digest
 from chalicelib.agents.protocol import CONNECT
 from chalicelib.agents.tokens import new_token
 from chalicelib.agents.tracker import set_status
@@ -80,12 +81,6 @@ def add_simulator_host(ctx: Context, *, cluster_uuid: str, name: str, descriptio
     ))
     commands.send(ctx.session, host.uuid, CONNECT)
     return host
-
-
-def playbook_digest() -> str:
-    from chalicelib.agents.deploy import playbook_digest as digest
-
-    return digest()
 
 
 def prepare_reconnect(ctx: Context, uuid: str) -> dict[str, Any]:
