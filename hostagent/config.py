@@ -91,7 +91,9 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         default=default("DOMAIN_TYPE"),
                         help="libvirt domain type (default: kvm when usable, else qemu)")
     parser.add_argument("--state-dir", default=default("STATE_DIR"),
-                        help=f"where the command journal lives (default {default_state_dir()})")
+                        help="where the command journal and the DHCP servers' files live; "
+                             "dnsmasq reads the latter as nobody, so every folder above it "
+                             f"must be searchable by others (default {default_state_dir()})")
     parser.add_argument("--log-level", default=default("LOG_LEVEL", "INFO"))
     parser.add_argument("--sqs", action="store_true",
                         default=str(default("SQS", "")).lower() in ("1", "true", "yes"),

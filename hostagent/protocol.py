@@ -13,6 +13,9 @@ Queue:  ``GET {url}/v1/hosts/{hostUuid}/agent/queue`` (serverless control planes
         "secretAccessKey", "sessionToken", "expiration" (ISO 8601)}}``: credentials that can
         read and delete the host's own command queue and nothing else.
 All carry ``Authorization: Agent <token>``.
+
+Each command's args are read in ``arguments.py``; a volume's ``image`` is described in
+``drivers/image_cache.py``, a NIC's ``dhcp`` in ``drivers/dhcp.py``.
 """
 from __future__ import annotations
 
