@@ -47,13 +47,14 @@ class OperatorSettings:
 
 
 def playbook_digest(operator: OperatorSettings | None = None) -> str:
-    """sha256 over what a deployment runs: the files under ansible/, the operator's extra-vars
-    file and task files, and the agent's code. A host deployed with another digest is due
-    for a new run."""
+    """sha256 over what a deployment runs: the files under ansible/ (but its documents), the
+    operator's extra-vars file and task files, and the agent's code. A host deployed with
+    another digest is due for a new run."""
     operator = operator or OperatorSettings.from_env()
     digest = hashlib.sha256()
     files = [(f"ansible/{path.relative_to(ANSIBLE_DIR)}", path)
-             for path in sorted(ANSIBLE_DIR.rglob("*")) if path.is_file()]
+             for path in sorted(ANSIBLE_DIR.rglob("*"))
+             if path.is_file() and path.suffix != ".md"]
     if operator.extra_vars is not None:
         files.append(("extra-vars", operator.extra_vars))
     files += [(f"tasks/{path.name}", path) for path in operator.task_files()]
