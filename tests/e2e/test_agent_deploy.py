@@ -126,8 +126,9 @@ def namespace_hosts() -> Iterator[NetnsHosts]:
         if IN_CI:
             pytest.fail(f"CI=true must run the agent deploy test: {reason}")
         pytest.skip(f"namespace hosts cannot run here: {reason}")
+    hosts = NetnsHosts(1)
     try:
-        hosts = NetnsHosts(1).__enter__()
+        hosts.start()
     except (NetnsUnavailable, subprocess.CalledProcessError) as exc:
         if IN_CI:
             pytest.fail(f"CI=true must run the agent deploy test: {exc}")

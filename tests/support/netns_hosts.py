@@ -1,6 +1,6 @@
 """Simulated KVM hosts: network namespaces with an sshd each, on a subnet of their own.
 
-``NetnsHosts(count)`` is a context manager. Inside it:
+``NetnsHosts(count)`` is a context manager (or ``start()`` it and ``close()`` it). Then:
 
 - a bridge in the root namespace holds the subnet's gateway address (``.1``); a process in a
   namespace reaches the root namespace only on that address, so a control plane the hosts
@@ -117,6 +117,14 @@ class NetnsHosts:
         return str(self.network.broadcast_address - 1)
 
     def __enter__(self) -> NetnsHosts:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> NetnsHosts:
+        """Make the hosts; raises NetnsUnavailable (or CalledProcessError) with nothing left
+        behind when it cannot."""
         try:
             self._make_user()
             self._make_subnet()
@@ -130,9 +138,6 @@ class NetnsHosts:
             self.close()
             raise
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- setup -------------------------------------------------------------------------------
 

@@ -3,18 +3,23 @@ private files and the environment hold, what the digest covers, the task count, 
 wheels the control plane ships. (tests/e2e/test_agent_deploy.py runs it against a host.)"""
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
+import ansible_runner
 import pytest
 
 from chalicelib.agents.deploy import (
     AgentSettings,
+    DeployFailed,
     DeployProgress,
     OperatorSettings,
     SshTarget,
+    deploy_agent,
     playbook_digest,
 )
 from chalicelib.agents.deploy.events import PlaybookEvents, failure_message
@@ -112,6 +117,72 @@ def test_a_failed_loop_is_explained_by_its_failed_item_and_long_messages_are_cut
         {"failed": False, "msg": "fine"}, {"failed": True, "msg": "x" * 2000}]}
     message = failure_message(result)
     assert message.startswith("xxx") and len(message) <= 600
+
+
+# -- a whole run, with ansible-runner replaced -------------------------------------------------
+
+@pytest.fixture
+def fake_runner(monkeypatch, tmp_path):
+    """ansible-runner replaced by a script: the events it fires and how the run ends."""
+    monkeypatch.setattr("chalicelib.agents.deploy.runner.agent_wheels", lambda var_dir: tmp_path)
+    monkeypatch.setattr("chalicelib.agents.deploy.runner.task_total",
+                        lambda var_dir, operator, digest: 2)
+    script = SimpleNamespace(events=[], status="successful", stdout="", private_modes={})
+
+    def run(**kwargs):
+        private = Path(kwargs["private_data_dir"])
+        script.private_modes = {path.name: path.stat().st_mode & 0o777
+                                for path in private.rglob("*") if path.is_file()}
+        for event in script.events:
+            kwargs["event_handler"](event)
+        return SimpleNamespace(status=script.status, rc=2, stdout=io.StringIO(script.stdout))
+
+    monkeypatch.setattr(ansible_runner, "run", run)
+    return script
+
+
+def deploy(tmp_path: Path, **kwargs) -> object:
+    target = SshTarget("10.0.0.9", 22, "root", password="pw")
+    return deploy_agent(target, SETTINGS, var_dir=tmp_path / "var", **kwargs)
+
+
+def test_a_run_reports_progress_and_the_recap_and_leaves_no_private_files(fake_runner,
+                                                                          tmp_path):
+    fake_runner.events = [task_start("One"), task_start("Two"), {
+        "event": "playbook_on_stats", "event_data": {"changed": {"h": 1}, "ok": {"h": 2}}}]
+    seen: list[DeployProgress] = []
+
+    result = deploy(tmp_path, on_progress=seen.append)
+
+    assert (result.changed, result.ok) == (1, 2)
+    assert result.playbook_digest == playbook_digest()
+    assert [p.task_name for p in seen] == ["One", "Two"]
+    assert fake_runner.private_modes == {"hosts.json": 0o600, "extravars": 0o600}
+    assert not any((tmp_path / "var" / "agent-deploy" / "runs").iterdir())
+
+
+def test_a_run_that_times_out_fails_as_timeout_in_the_task_it_was_running(fake_runner,
+                                                                          tmp_path):
+    fake_runner.events = [task_start("Install the agent from the wheels")]
+    fake_runner.status = "timeout"
+
+    with pytest.raises(DeployFailed) as failed:
+        deploy(tmp_path, timeout=30)
+
+    assert failed.value.reason == "timeout"
+    assert failed.value.task == "Install the agent from the wheels"
+    assert not any((tmp_path / "var" / "agent-deploy" / "runs").iterdir())
+
+
+def test_a_run_that_fails_before_any_task_fails_with_ansibles_output(fake_runner, tmp_path):
+    fake_runner.status = "failed"
+    fake_runner.stdout = "ERROR! the playbook: … could not be found"
+
+    with pytest.raises(DeployFailed) as failed:
+        deploy(tmp_path)
+
+    assert (failed.value.reason, failed.value.task) == ("task-failed", None)
+    assert "could not be found" in failed.value.message
 
 
 # -- secrets, private files, environment ------------------------------------------------------
