@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -212,6 +212,22 @@ def test_deploy_starts_the_agent_in_the_host_and_a_second_run_changes_nothing(
     report(capsys, f"first deploy {first.seconds:.1f} s ({first.changed} changed, "
                    f"{total} tasks), agent's first call {called_after:.1f} s later, "
                    f"re-run {second.seconds:.1f} s ({second.changed} changed)")
+
+
+def test_a_new_token_restarts_the_agent_with_it(host, control_plane, var_dir, monkeypatch):
+    monkeypatch.setenv(EXTRA_VARS_ENV, str(host.extra_vars))
+    deploy_agent(host.target(), host.settings, var_dir=var_dir)
+    pid_file = host.home / "run" / "aerie-agent.pid"
+    old_pid = int(pid_file.read_text())
+    renewed = replace(host.settings, token=uuid.uuid4().hex)
+
+    result = deploy_agent(host.target(), renewed, var_dir=var_dir)
+
+    assert result.changed > 0
+    new_pid = int(pid_file.read_text())
+    assert new_pid != old_pid and new_pid in host.hosts.hosts[0].pids()
+    assert not Path(f"/proc/{old_pid}").exists(), "the old agent still runs"
+    control_plane.wait_for_call(renewed.host_uuid, renewed.token, AGENT_CALL_TIMEOUT)
 
 
 def test_a_failing_task_fails_the_deploy_with_its_name(host, var_dir, tmp_path, monkeypatch):
