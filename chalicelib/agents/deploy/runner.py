@@ -60,7 +60,8 @@ def _ignore_progress(progress: DeployProgress) -> None:
 def deploy_agent(target: SshTarget, settings: AgentSettings, *, var_dir: Path,
                  on_progress: Callable[[DeployProgress], None] = _ignore_progress,
                  timeout: float = 600) -> DeployResult:
-    """Prepare the host and start its agent; raises DeployFailed when it cannot."""
+    """Prepare the host and start its agent; raises DeployFailed when it cannot. ``timeout``
+    bounds the whole call, the wheel bundle's build and the task count included."""
     import ansible_runner  # heavy, and only the deploying process needs it
 
     started = time.monotonic()
@@ -83,7 +84,8 @@ def deploy_agent(target: SshTarget, settings: AgentSettings, *, var_dir: Path,
             playbook=str(PLAYBOOK), inventory=str(inventory),
             cmdline=operator_cmdline(operator),
             envvars=ansible_environment(private, control, operator),
-            event_handler=events.handle, quiet=True, timeout=max(1, round(timeout)))
+            event_handler=events.handle, quiet=True,
+            timeout=max(1, round(timeout - (time.monotonic() - started))))
         output = _output_tail(runner)
     finally:
         _close_ssh_connections(control)
