@@ -100,7 +100,7 @@ class NetnsHosts:
         self.username = f"aerie-test-{self.tag}"
         self.password = secrets.token_urlsafe(12)
         self.bridge = f"aeb{self.tag}"
-        self.root = Path(tempfile.mkdtemp(prefix=f"aerie-hosts-{self.tag}-"))
+        self.root: Path | None = None  # the hosts' directories, made by start()
         self.hosts: list[NetnsHost] = []
         self.network: ipaddress.IPv4Network | None = None
         self._sshds: list[subprocess.Popen[bytes]] = []
@@ -108,7 +108,7 @@ class NetnsHosts:
 
     @property
     def gateway(self) -> str:
-        assert self.network is not None, "use NetnsHosts as a context manager"
+        assert self.network is not None, "start() the hosts first"
         return str(self.network.network_address + 1)
 
     def unused_address(self) -> str:
@@ -125,6 +125,7 @@ class NetnsHosts:
     def start(self) -> NetnsHosts:
         """Make the hosts; raises NetnsUnavailable (or CalledProcessError) with nothing left
         behind when it cannot."""
+        self.root = Path(tempfile.mkdtemp(prefix=f"aerie-hosts-{self.tag}-"))
         try:
             self._make_user()
             self._make_subnet()
@@ -180,6 +181,7 @@ class NetnsHosts:
         _ip(*in_ns, "link", "add", "data0", "type", "veth", "peer", "name", "data0-peer")
         _ip(*in_ns, "link", "set", "data0", "up")
         _ip(*in_ns, "link", "set", "data0-peer", "up")
+        assert self.root is not None
         scratch = self.root / f"host-{index}"
         scratch.mkdir()
         return NetnsHost(namespace, address, scratch)
@@ -217,7 +219,9 @@ class NetnsHosts:
             subprocess.run(["userdel", "--force", "--remove", self.username],
                            capture_output=True, check=False)
             self._user_made = False
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
 
     def _sudoers_path(self) -> Path:
         return Path("/etc/sudoers.d") / self.username
