@@ -13,13 +13,17 @@ from chalicelib.db.base import utcnow
 from chalicelib.db.models import AgentCommand
 
 BATCH = 50
-COMMAND_FINISHED = "agent.command.finished"  # published once the result is committed
+COMMAND_QUEUED = "agent.command.queued"  # published once the command is committed
+# Published once the result is committed, with the outcome: ok, result and error.
+COMMAND_FINISHED = "agent.command.finished"
 
 
 def send(db: Session, host_uuid: str, name: str, args: dict[str, Any] | None = None) -> str:
     command = AgentCommand(host_uuid=host_uuid, name=name, args=json.dumps(args or {}))
     db.add(command)
     db.flush()
+    events.publish_after_commit(db, COMMAND_QUEUED, {
+        "commandUuid": command.uuid, "hostUuid": host_uuid, "name": name})
     return command.uuid
 
 
@@ -51,7 +55,8 @@ def record(db: Session, host_uuid: str, results: list[CommandResult]) -> list[Ag
         finished.append(command)
         events.publish_after_commit(db, COMMAND_FINISHED, {
             "commandUuid": command.uuid, "hostUuid": host_uuid, "name": command.name,
-            "state": command.state})
+            "state": command.state, "ok": outcome.ok, "result": outcome.result,
+            "error": outcome.error})
     return finished
 
 

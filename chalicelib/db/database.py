@@ -41,10 +41,16 @@ class Database:
         # SQLite has one writer at a time and makes the others sleep and retry; in one process
         # taking turns on a lock is far cheaper (measured: 4x the job rate with 8 workers).
         self._turn = threading.RLock() if url.startswith("sqlite") else nullcontext()
+        self._shared = threading.local()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction: committed when the block ends, rolled back if it raises. Inside
+        :meth:`transaction`, on the same thread, it is that transaction instead."""
+        shared = getattr(self._shared, "session", None)
+        if shared is not None:
+            yield shared
+            return
         with self._turn:
             session = self._sessions()
             try:
@@ -55,6 +61,18 @@ class Database:
                 raise
             finally:
                 session.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction that every :meth:`session` opened on this thread inside the block
+        joins: what they do commits together when the block ends, or not at all if it
+        raises (an exception a joined block raises must reach this block's end)."""
+        with self.session() as session:
+            self._shared.session = session
+            try:
+                yield session
+            finally:
+                self._shared.session = None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -53,7 +53,9 @@ def _lost_a_lock_race(exc: Exception) -> bool:
         original.args[0] in RETRIED_DATABASE_ERRORS
 
 
-def _with_retries(name: str, work: Callable[[], T]) -> T:
+def with_retries(name: str, work: Callable[[], T]) -> T:
+    """``work()``, done again (up to DATABASE_RETRIES times in all) while it loses a MySQL
+    lock race: the database undid its whole transaction, so each attempt starts afresh."""
     for attempt in range(DATABASE_RETRIES):
         try:
             return work()
@@ -65,42 +67,53 @@ def _with_retries(name: str, work: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def run_step(implementation: AnyStep, ctx: FlowContext, env: StepEnv) -> FlowContext:
-    """Run a step; returns the new context."""
+def step_once(implementation: AnyStep, ctx: FlowContext, env: StepEnv) -> FlowContext:
+    """Run a step once; returns the new context and lets whatever it raised through."""
     if is_agent_step(implementation):
         raise StepFailed(f"step {implementation.name!r} waits for an agent: the chain must "
                          f"declare it with waitsForAgent")
+    work = json_copy(ctx)
+    implementation.run(work, env)
+    return json_copy(work)
 
-    def attempt() -> FlowContext:
-        work = json_copy(ctx)
-        implementation.run(work, env)
-        return json_copy(work)
 
+def send_once(implementation: AnyStep, ctx: FlowContext, env: StepEnv,
+              task_token: str | None = None) -> str:
+    """Build and send an agent step's command; returns the command's uuid and lets whatever
+    it raised through."""
+    if not is_agent_step(implementation):
+        raise StepFailed(f"step {implementation.name!r} does not wait for an agent, but the "
+                         f"chain declares it with waitsForAgent")
+    return env.agents.send(implementation.command(json_copy(ctx), env), task_token)
+
+
+def failure_message(exc: Exception) -> str:
+    """What a step's failure says, as its StepFailed carries it."""
+    return str(exc) if isinstance(exc, StepFailed) else describe(exc)
+
+
+def run_step(implementation: AnyStep, ctx: FlowContext, env: StepEnv) -> FlowContext:
+    """Run a step; returns the new context."""
     try:
-        return _with_retries(implementation.name, attempt)
+        return with_retries(implementation.name, lambda: step_once(implementation, ctx, env))
     except Exception as exc:
         log.warning("step %s failed", implementation.name, exc_info=True)
-        raise StepFailed(describe(exc)) from exc
+        raise StepFailed(failure_message(exc)) from exc
 
 
 def send_step_command(implementation: AnyStep, ctx: FlowContext, env: StepEnv,
                       task_token: str | None = None) -> str:
     """Send an agent step's command; returns the command's uuid."""
-    if not is_agent_step(implementation):
-        raise StepFailed(f"step {implementation.name!r} does not wait for an agent, but the "
-                         f"chain declares it with waitsForAgent")
     try:
-        request = implementation.command(json_copy(ctx), env)
-        return env.agents.send(request, task_token)
+        return send_once(implementation, ctx, env, task_token)
     except Exception as exc:
         log.warning("step %s could not send its command", implementation.name, exc_info=True)
-        raise StepFailed(describe(exc)) from exc
+        raise StepFailed(failure_message(exc)) from exc
 
 
 def roll_back_step(implementation: AnyStep, ctx: FlowContext, env: StepEnv) -> None:
     try:
-        _with_retries(implementation.name,
-                      lambda: implementation.rollback(json_copy(ctx), env))
+        with_retries(implementation.name, lambda: implementation.rollback(json_copy(ctx), env))
     except Exception as exc:
         log.warning("rollback of step %s failed", implementation.name, exc_info=True)
         raise StepFailed(describe(exc)) from exc

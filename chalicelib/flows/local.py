@@ -6,6 +6,9 @@ in reverse order, recording (and going past) rollbacks that fail.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,10 +16,12 @@ from chalicelib.flows import steps as step_registry
 from chalicelib.flows.chains import Chain, ChainStep
 from chalicelib.flows.invocation import (
     StepFailed,
+    failure_message,
     json_copy,
     roll_back_step,
-    run_step,
-    send_step_command,
+    send_once,
+    step_once,
+    with_retries,
 )
 from chalicelib.flows.outcome import (
     AGENT_COMMAND_FAILED,
@@ -39,6 +44,8 @@ from chalicelib.flows.steps import (
     result_key,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class AgentOutcome:
@@ -60,12 +67,39 @@ class _StepError(Exception):
         self.error, self.message = error, message
 
 
+class _BatchFailed(Exception):
+    """Step ``position`` failed; ``ctx`` is the context the steps before it made."""
+
+    def __init__(self, position: int, failed: _StepError, ctx: FlowContext) -> None:
+        super().__init__(failed.message)
+        self.position, self.failed, self.ctx = position, failed, ctx
+
+
+def _batch_end(steps: tuple[ChainStep, ...], start: int) -> int:
+    """Where the batch of steps starting at ``start`` ends: after the database steps that
+    follow one another, and after the agent step that comes next (its command is sent, not
+    waited for, in the batch)."""
+    end = start
+    while end < len(steps) and not steps[end].waits_for_agent:
+        end += 1
+    return min(end + 1, len(steps))
+
+
 class LocalFlowRunner:
+    """Runs a chain's steps in batches, each batch in one transaction (``transaction``:
+    every ``env.session()`` opened inside it joins it): a step's work commits with the
+    others' of its batch. When a step of a batch fails, the whole batch's work is undone
+    with its transaction, and then the failed step and every step before it are rolled back
+    as ever; rollbacks are idempotent and safe for a step whose work never committed, so
+    that ends where the state machine's one transaction per step does."""
+
     def __init__(self, env: StepEnv, waiter: AgentWaiter,
-                 registry: StepRegistry | None = None) -> None:
+                 registry: StepRegistry | None = None,
+                 transaction: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         self.env = env
         self.waiter = waiter
         self._registry = registry
+        self._transaction = transaction
 
     @property
     def registry(self) -> StepRegistry:
@@ -75,21 +109,23 @@ class LocalFlowRunner:
             progress: ProgressSink = ignore_progress) -> FlowOutcome:
         ctx = json_copy(context)
         view = FlowProgress(chain.name)
-        ran: list[str] = []
-        for position, chain_step in enumerate(chain.steps):
-            ran.append(chain_step.name)
-            view.current_step = chain_step.name
-            progress(view)
+        start = 0
+        while start < len(chain.steps):
+            end = _batch_end(chain.steps, start)
             try:
-                ctx = self._run(chain_step, ctx)
-            except _StepError as failed:
-                view.failure = FlowFailure(chain_step.name, failed.error, failed.message)
-                rollbacks = self._roll_back(chain.steps[:position + 1], ctx, view, progress)
-                return FlowOutcome(chain.name, tuple(ran), failure=view.failure,
-                                   rollbacks=rollbacks)
+                ctx = self._run_batch(chain.steps, start, end, ctx, view, progress)
+            except _BatchFailed as batch:
+                failed_step = chain.steps[batch.position]
+                view.failure = FlowFailure(failed_step.name, batch.failed.error,
+                                           batch.failed.message)
+                rollbacks = self._roll_back(chain.steps[:batch.position + 1], batch.ctx,
+                                            view, progress)
+                ran = tuple(s.name for s in chain.steps[:batch.position + 1])
+                return FlowOutcome(chain.name, ran, failure=view.failure, rollbacks=rollbacks)
+            start = end
         view.state, view.current_step = "Succeeded", None
         progress(view)
-        return FlowOutcome(chain.name, tuple(ran), context=ctx)
+        return FlowOutcome(chain.name, tuple(s.name for s in chain.steps), context=ctx)
 
     def roll_back(self, chain: Chain, context: FlowContext, through_step: str,
                   progress: ProgressSink = ignore_progress) -> tuple[RollbackRecord, ...]:
@@ -108,14 +144,42 @@ class LocalFlowRunner:
         except UnknownStep as exc:
             raise _StepError(UnknownStep.__name__, str(exc)) from exc
 
-    def _run(self, chain_step: ChainStep, ctx: FlowContext) -> FlowContext:
-        implementation = self._implementation(chain_step.name)
+    def _run_batch(self, steps: tuple[ChainStep, ...], start: int, end: int,
+                   ctx: FlowContext, view: FlowProgress, progress: ProgressSink) -> FlowContext:
+        """Steps ``start`` to ``end`` (exclusive) in one transaction, then the wait for the
+        last one's agent, if it is an agent step; the new context."""
+        position, work = start, ctx
+
+        def attempt() -> str | None:
+            nonlocal position, work
+            work, command_uuid = ctx, None
+            with self._transaction():
+                for position in range(start, end):
+                    view.current_step = steps[position].name
+                    progress(view)
+                    implementation = self._implementation(steps[position].name)
+                    if steps[position].waits_for_agent:
+                        command_uuid = send_once(implementation, work, self.env)
+                    else:
+                        work = step_once(implementation, work, self.env)
+            return command_uuid
+
         try:
-            if not chain_step.waits_for_agent:
-                return run_step(implementation, ctx, self.env)
-            command_uuid = send_step_command(implementation, ctx, self.env)
-        except StepFailed as exc:
-            raise _StepError(STEP_FAILED, str(exc)) from exc
+            command_uuid = with_retries(steps[start].name, attempt)
+        except _StepError as failed:
+            raise _BatchFailed(position, failed, work) from failed
+        except Exception as exc:
+            log.warning("step %s failed", steps[position].name, exc_info=True)
+            raise _BatchFailed(position, _StepError(STEP_FAILED, failure_message(exc)),
+                               work) from exc
+        if command_uuid is None:
+            return work
+        try:
+            return self._await(steps[end - 1], command_uuid, work)
+        except _StepError as failed:
+            raise _BatchFailed(end - 1, failed, work) from failed
+
+    def _await(self, chain_step: ChainStep, command_uuid: str, ctx: FlowContext) -> FlowContext:
         # No transaction is open here: the wait can be long.
         outcome = self.waiter.wait(command_uuid, chain_step.agent_timeout_seconds)
         if outcome is None:

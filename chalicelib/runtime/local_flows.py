@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from chalicelib import events
@@ -21,38 +22,57 @@ log = logging.getLogger(__name__)
 
 
 class NotifiedAgentWaiter:
-    """Waits for a command's report: woken by ``agent.command.finished`` (published once the
-    report committed), reading the command's row then; a slow poll covers a missed wake."""
+    """Waits for a command's report: ``agent.command.finished`` (published once the report
+    committed) carries the command's outcome, so a wait reads nothing; a read of the
+    command's row once a second covers an event that did not come."""
 
     POLL_SECONDS = 1.0
+    # A report may come in before its flow starts waiting (the command was sent in a
+    # transaction that committed first): its outcome is kept this long for the wait.
+    KEEP_SECONDS = 60.0
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._waiting: dict[str, threading.Event] = {}
+        self._reported: OrderedDict[str, tuple[float, AgentOutcome]] = OrderedDict()
         self._lock = threading.Lock()
         self._unsubscribe = events.subscribe(self._on_event)
 
     def _on_event(self, name: str, payload: dict[str, Any]) -> None:
-        if name == COMMAND_FINISHED:
-            with self._lock:
-                woken = self._waiting.get(payload["commandUuid"])
-            if woken is not None:
-                woken.set()
+        if name != COMMAND_FINISHED:
+            return
+        now = time.monotonic()
+        outcome = AgentOutcome(payload["ok"], payload.get("result"), payload.get("error"))
+        with self._lock:
+            self._reported[payload["commandUuid"]] = (now, outcome)
+            while next(iter(self._reported.values()))[0] < now - self.KEEP_SECONDS:
+                self._reported.popitem(last=False)
+            woken = self._waiting.get(payload["commandUuid"])
+        if woken is not None:
+            woken.set()
+
+    def _reported_outcome(self, command_uuid: str) -> AgentOutcome | None:
+        with self._lock:
+            reported = self._reported.pop(command_uuid, None)
+        return reported[1] if reported is not None else None
 
     def wait(self, command_uuid: str, timeout_seconds: float) -> AgentOutcome | None:
         woken = threading.Event()
         with self._lock:
-            self._waiting[command_uuid] = woken  # before the first read: no wake is lost
+            self._waiting[command_uuid] = woken
         deadline = time.monotonic() + timeout_seconds
         try:
             while True:
-                outcome = finished_outcome(self._db, command_uuid)
+                outcome = self._reported_outcome(command_uuid)
                 if outcome is not None:
                     return outcome
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                woken.wait(min(remaining, self.POLL_SECONDS))
+                if not woken.wait(min(remaining, self.POLL_SECONDS)):
+                    outcome = finished_outcome(self._db, command_uuid)
+                    if outcome is not None:
+                        return outcome
                 woken.clear()
         finally:
             with self._lock:
@@ -116,7 +136,7 @@ class LocalFlowEngine:
         self._chains: dict[str, Chain] = {}
         self.waiter = NotifiedAgentWaiter(db)
         self.board = ProgressBoard(db)
-        self._runner = LocalFlowRunner(env, self.waiter)
+        self._runner = LocalFlowRunner(env, self.waiter, transaction=db.transaction)
 
     def chain(self, name: str) -> Chain:
         if name not in self._chains:

@@ -13,11 +13,13 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from chalicelib import events
 from chalicelib.agents import commands, tracker
 from chalicelib.agents.protocol import CommandResult, ReportedVm
 from chalicelib.agents.vm_sync import sync_vms
@@ -67,17 +69,24 @@ class SimulatedHosts:
         self._thread = threading.Thread(target=self._loop, name="aerie-simulated-hosts",
                                         daemon=True)
         self._adopted_until: datetime | None = None
+        self._unsubscribe: Callable[[], None] = lambda: None
         self.worst_lag = 0.0  # seconds a tick's reports landed after they were due
         self.reports_sent = 0
 
     def start(self) -> None:
+        self._unsubscribe = events.subscribe(self._on_event)
         self._thread.start()
+
+    def _on_event(self, name: str, _payload: dict) -> None:
+        if name == commands.COMMAND_QUEUED:  # committed: the next read finds it
+            self.wake()
 
     def wake(self) -> None:
         """Commands wait: run them now rather than at the next tick."""
         self._woken.set()
 
     def stop(self) -> None:
+        self._unsubscribe()
         self._stop.set()
         self._woken.set()
         if self._thread.is_alive():
