@@ -101,11 +101,17 @@ def dependents_of(resource: Base) -> dict[str, list[Base]]:
     return found
 
 
+def _label(resource: Base) -> str:
+    """How a dependent is named in a refusal: its name (or address) and uuid."""
+    shown = getattr(resource, "name", None) or getattr(resource, "ip", None)
+    return f"{shown} {resource.uuid}" if shown else resource.uuid
+
+
 def _delete(ctx: Context, resource: Base, enforcing: bool) -> None:
     dependents = dependents_of(resource)
     if dependents and not enforcing:
         listed = "; ".join(
-            f"{len(items)} {kind} ({', '.join(f'{i.name} {i.uuid}' for i in items[:5])}"
+            f"{len(items)} {kind} ({', '.join(_label(i) for i in items[:5])}"
             f"{', ...' if len(items) > 5 else ''})" for kind, items in dependents.items()
         )
         raise Conflict(

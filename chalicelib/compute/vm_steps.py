@@ -31,17 +31,20 @@ from chalicelib.compute.allocation import (
     release_host,
     release_primary_storage,
 )
+from chalicelib.compute.vms import HOSTNAME_TAG
 from chalicelib.db.models import (
     Image,
     L2Network,
     L3Network,
     PrimaryStorage,
+    SystemTag,
     VmInstance,
     VmNic,
     Volume,
 )
 from chalicelib.errors import InvalidState
 from chalicelib.flows import AgentCommandRequest, FlowContext, StepEnv, agent_step, step
+from chalicelib.network.dhcp import dhcp_spec
 from chalicelib.network.ip_allocation import allocate_nic, release_nic
 from chalicelib.storage.backup_selection import select_backup_storage
 
@@ -226,22 +229,42 @@ def _volume_files(db: Session, vm_uuid: str, host_uuid: str | None) -> AgentComm
     return AgentCommandRequest(host_uuid or "", VOLUMES_DELETE, args)
 
 
-def vm_spec(db: Session, vm: VmInstance, hostname: str | None = None) -> dict[str, Any]:
-    """The VM as the agent's ``vm.create`` reads it."""
+def vm_spec(db: Session, vm: VmInstance) -> dict[str, Any]:
+    """The VM as the agent's ``vm.create`` (and ``vm.start``) reads it; a NIC on a flat
+    network also names the DHCP server that hands it its address on the host."""
+    hostname = _hostname_of(db, vm.uuid)
     nics = db.execute(
-        select(VmNic, L2Network).join(L3Network, L3Network.uuid == VmNic.l3_network_uuid)
+        select(VmNic, L3Network, L2Network)
+        .join(L3Network, L3Network.uuid == VmNic.l3_network_uuid)
         .join(L2Network, L2Network.uuid == L3Network.l2_network_uuid)
         .where(VmNic.vm_instance_uuid == vm.uuid).order_by(VmNic.device_id)).all()
     spec = {"uuid": vm.uuid, "name": vm.name, "cpuNum": vm.cpu_num,
             "memorySize": vm.memory_size,
             "volumes": [{"uuid": v.uuid, "path": v.install_path, "format": v.format,
                          "deviceId": v.device_id} for v in _volumes_on_host(db, vm.uuid)],
-            "nics": [{"uuid": nic.uuid, "mac": nic.mac, "bridge": bridge_name(l2),
-                      "physicalInterface": l2.physical_interface, "vlan": l2.vlan,
-                      "deviceId": nic.device_id, "ip": nic.ip} for nic, l2 in nics]}
+            "nics": [_nic_spec(db, nic, l3, l2, hostname) for nic, l3, l2 in nics]}
     if hostname:
         spec["hostname"] = hostname
     return spec
+
+
+def _nic_spec(db: Session, nic: VmNic, l3: L3Network, l2: L2Network,
+              hostname: str | None) -> dict[str, Any]:
+    spec = {"uuid": nic.uuid, "mac": nic.mac, "bridge": bridge_name(l2),
+            "physicalInterface": l2.physical_interface, "vlan": l2.vlan,
+            "deviceId": nic.device_id, "ip": nic.ip}
+    dhcp = dhcp_spec(db, nic, l3, l2, hostname if nic.device_id == 0 else None)
+    if dhcp is not None:
+        spec["dhcp"] = dhcp
+    return spec
+
+
+def _hostname_of(db: Session, vm_uuid: str) -> str | None:
+    for tag in db.scalars(select(SystemTag.tag).where(SystemTag.resource_uuid == vm_uuid)):
+        found = HOSTNAME_TAG.regex.match(tag)
+        if found:
+            return found["hostname"]
+    return None
 
 
 @agent_step("vm.create-on-hypervisor")
@@ -249,8 +272,7 @@ class CreateOnHypervisor:
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
         with env.session() as db:
             vm = db.get(VmInstance, ctx["vmUuid"])
-            return AgentCommandRequest(ctx["hostUuid"], VM_CREATE,
-                                       vm_spec(db, vm, ctx.get("hostname")))
+            return AgentCommandRequest(ctx["hostUuid"], VM_CREATE, vm_spec(db, vm))
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         _destroy_on_host(ctx, env)

@@ -8,6 +8,7 @@ from chalicelib.context import Context
 from chalicelib.db.models import IpRange, L3Network
 from chalicelib.errors import Conflict, InvalidArgument
 from chalicelib.identity.ownership import get_visible
+from chalicelib.network.dhcp import FLAT_L2_TYPE, dhcp_server_ip
 from chalicelib.resources import add_resource
 
 
@@ -75,11 +76,16 @@ def add_ip_range(ctx: Context, *, l3_network_uuid: str, name: str, description: 
     network = _network(start, netmask)
     _check_range(network, start, end, gw)
     _check_against_existing(l3, network, start, end)
-    return add_resource(ctx, IpRange(
+    ip_range = add_resource(ctx, IpRange(
         l3_network_uuid=l3.uuid, name=name, description=description, start_ip=str(start),
         end_ip=str(end), netmask=str(network.netmask), gateway=str(gw),
         network_cidr=str(network), prefix_len=network.prefixlen,
     ))
+    if l3.l2_network.type == FLAT_L2_TYPE:
+        # Taken now, not by the first VM: VMs can never leave the network's DHCP server
+        # without an address.
+        dhcp_server_ip(ctx.session, l3.uuid)
+    return ip_range
 
 
 def add_ip_range_by_cidr(ctx: Context, *, l3_network_uuid: str, name: str,

@@ -17,7 +17,8 @@ from tests.support.serverless import aws_runtime, deliver, serverless_api
 def aws(db_url, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with aws_runtime(db_url, tmp_path) as serverless:
+    # flows: adding a KVM host runs the connect-host state machine
+    with aws_runtime(db_url, tmp_path, flows=True) as serverless:
         yield serverless.settings.jobs_queue_url
 
 

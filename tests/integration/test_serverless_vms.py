@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from chalicelib import runtime
 from chalicelib.api.jobs import FlowStillRunning
-from chalicelib.db.models import AgentCommand, ApiJob, Host, PrimaryStorage, UsedIp, VmNic
+from chalicelib.db.models import AgentCommand, ApiJob, Host, PrimaryStorage, VmNic
 from chalicelib.flows.agent_waits import TASK_TOKEN_ARG
 from chalicelib.runtime.wsgi import ChaliceWsgiApp
 from hostagent.agent import Agent
@@ -27,7 +27,7 @@ from hostagent.drivers.simulator import SimulatorDriver
 from hostagent.http_transport import HttpTransport
 from hostagent.queue_access import IssuedQueueAccess
 from hostagent.sqs_transport import SqsTransport
-from tests.support.cloud import GIB, Cloud, assert_rolled_back, build_cloud
+from tests.support.cloud import GIB, Cloud, assert_rolled_back, build_cloud, vm_ips
 from tests.support.invariants import assert_no_leaks
 from tests.support.serverless import AgentThread, Serverless, aws_runtime, serverless_api
 from tests.support.stepfunctions import MACHINE_PREFIX
@@ -219,7 +219,7 @@ def test_the_vm_lifecycle_runs_on_step_functions_and_the_hosts_agent(build, aws)
     assert api.get(f"/v1/vm-instances/{uuid}").status_code == 404
     assert kvm.driver.volumes == {}
     with aws.db.session() as db:
-        assert db.query(UsedIp).count() == 0
+        assert vm_ips(db) == []
         storage = db.get(PrimaryStorage, cloud.primary_storage)
         assert storage.available_capacity == storage.total_capacity
 
@@ -253,7 +253,7 @@ def test_a_failing_agent_command_rolls_back_as_embedded_and_leaks_nothing(build,
     for command in kvm.taken("volumes.delete") + kvm.taken("vm.destroy"):
         assert TASK_TOKEN_ARG not in command["args"]  # no flow waits on them
     with aws.db.session() as db:
-        assert db.query(UsedIp).count() == 0
+        assert vm_ips(db) == []
 
 
 def test_a_flow_that_outlasts_one_delivery_completes_on_the_next_and_runs_once(build, aws):

@@ -78,6 +78,13 @@ def _set_image_size(image_uuid: str, size: int) -> None:
         db.get(Image, image_uuid).size = size
 
 
+def vm_ips(db) -> list:
+    """Addresses held by VM NICs (a flat network's DHCP server holds one of its own)."""
+    from chalicelib.db.models import UsedIp
+
+    return db.query(UsedIp).filter(UsedIp.use_for == "VmNic").all()
+
+
 CREATE_STEPS = ["vm.select-backup-storage", "vm.allocate-host", "vm.allocate-volumes",
                 "vm.allocate-nics", "vm.instantiate-volumes", "vm.create-on-hypervisor"]
 

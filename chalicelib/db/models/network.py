@@ -82,7 +82,9 @@ class L3Network(Resource, Base):
 class IpRange(Resource, Base):
     __tablename__ = "ip_ranges"
     __resource__ = "IpRange"
-    __dependents__ = ("used_ips",)
+    # A VM's address keeps its range; the network's own (its DHCP server's) goes with it.
+    __dependents__ = ("vm_used_ips",)
+    __parts__ = ("service_used_ips",)
 
     l3_network_uuid: Mapped[str] = fk_column("l3_networks.uuid")
     start_ip: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -95,6 +97,12 @@ class IpRange(Resource, Base):
 
     l3_network: Mapped[L3Network] = relationship(back_populates="ip_ranges")
     used_ips: Mapped[list[UsedIp]] = relationship(back_populates="ip_range", viewonly=True)
+    vm_used_ips: Mapped[list[UsedIp]] = relationship(
+        primaryjoin="and_(IpRange.uuid == foreign(UsedIp.ip_range_uuid), "
+                    "UsedIp.use_for == 'VmNic')", viewonly=True)
+    service_used_ips: Mapped[list[UsedIp]] = relationship(
+        primaryjoin="and_(IpRange.uuid == foreign(UsedIp.ip_range_uuid), "
+                    "UsedIp.use_for != 'VmNic')", viewonly=True)
 
 
 class L3NetworkDns(Base):
