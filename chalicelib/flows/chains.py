@@ -6,7 +6,9 @@
                "@vm.after_create"]}
 
 An entry is a step name, a step object (``waitsForAgent``/``timeoutSeconds`` for agent
-steps) or ``@<point>``, an extension point that becomes the steps plugins registered for it.
+steps; ``longRunning`` for a step that works for minutes in short transactions of its own,
+like deploying an agent with Ansible) or ``@<point>``, an extension point that becomes the
+steps plugins registered for it.
 A chain may build on another one:
 
     {"name": "create-appliance-vm", "extends": "create-vm",
@@ -36,6 +38,9 @@ class ChainError(ValueError):
 class ChainStep:
     name: str
     agent_timeout_seconds: int | None = None  # set: the step waits for a host agent
+    # The step opens its own short transactions while it works for long: it never shares a
+    # transaction with other steps (the embedded runner batches the others).
+    long_running: bool = False
 
     @property
     def waits_for_agent(self) -> bool:
@@ -73,7 +78,7 @@ def parse_entry(raw: Any, chain: str) -> Entry:
         if raw.get("waitsForAgent"):
             return ChainStep(raw["name"], int(raw.get("timeoutSeconds",
                                                       DEFAULT_AGENT_TIMEOUT_SECONDS)))
-        return ChainStep(raw["name"])
+        return ChainStep(raw["name"], long_running=bool(raw.get("longRunning")))
     raise ChainError(f"chain {chain!r}: {raw!r} is neither a step name nor a step object")
 
 

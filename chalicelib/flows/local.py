@@ -78,9 +78,13 @@ class _BatchFailed(Exception):
 def _batch_end(steps: tuple[ChainStep, ...], start: int) -> int:
     """Where the batch of steps starting at ``start`` ends: after the database steps that
     follow one another, and after the agent step that comes next (its command is sent, not
-    waited for, in the batch)."""
+    waited for, in the batch). A long-running step is a batch of its own."""
+    if steps[start].long_running:
+        return start + 1
     end = start
     while end < len(steps) and not steps[end].waits_for_agent:
+        if steps[end].long_running:
+            return end
         end += 1
     return min(end + 1, len(steps))
 
@@ -150,10 +154,13 @@ class LocalFlowRunner:
         last one's agent, if it is an agent step; the new context."""
         position, work = start, ctx
 
+        # A long-running step opens its own short transactions: none is held around it.
+        transaction = nullcontext if steps[start].long_running else self._transaction
+
         def attempt() -> str | None:
             nonlocal position, work
             work, command_uuid = ctx, None
-            with self._transaction():
+            with transaction():
                 for position in range(start, end):
                     view.current_step = steps[position].name
                     progress(view)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from chalicelib.flows.chains import ChainError, ChainLibrary, ChainStep
+from chalicelib.flows.chains import ChainError, ChainLibrary, ChainStep, parse_entry
 from chalicelib.flows.steps import StepRegistry, agent_step, step
 from tests.unit.test_flow_fakes import Journal, recording_agent_step, recording_step
 
@@ -85,3 +85,9 @@ def test_a_step_without_its_rollback_is_refused_when_it_is_declared(decorator):
 
     with pytest.raises(TypeError, match="rollback"):
         decorator("forgetful", registry=StepRegistry())(Forgetful)
+
+
+def test_a_long_running_step_is_read_from_its_chain():
+    step_entry = parse_entry({"name": "host.deploy-agent", "longRunning": True}, "c")
+    assert step_entry.long_running and not step_entry.waits_for_agent
+    assert not parse_entry("vm.allocate-host", "c").long_running

@@ -2,6 +2,8 @@
 re-running rollbacks, agent waits, the context and what a job shows."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from chalicelib.flows.chains import Chain, ChainStep
 from chalicelib.flows.local import LocalFlowRunner
 from chalicelib.flows.outcome import (
@@ -198,3 +200,34 @@ def test_a_job_shows_the_current_step_and_after_a_failure_the_error_and_each_rol
     assert error["code"] == "FlowFailed"
     assert error["message"] == "step w failed: InjectedFailure: run of w failed as told"
     assert error["details"]["rollbacks"] == final["rollbacks"]
+
+
+def test_a_long_running_step_runs_outside_the_transaction_its_neighbours_share():
+    """The embedded runner batches database steps into one transaction; a step that works
+    for minutes in its own short transactions (an Ansible run) must never sit inside one,
+    or every other writer would wait for it."""
+    registry, open_now, seen = StepRegistry(), [], {}
+
+    @contextmanager
+    def transaction():
+        open_now.append(True)
+        try:
+            yield
+        finally:
+            open_now.pop()
+
+    for name in ("before", "deploy", "after"):
+        @step(name, registry=registry)
+        class Noting:
+            def run(self, ctx: FlowContext, env: StepEnv, name=name) -> None:
+                seen[name] = bool(open_now)
+
+            def rollback(self, ctx: FlowContext, env: StepEnv) -> None: ...
+
+    chain = Chain("c", (ChainStep("before"), ChainStep("deploy", long_running=True),
+                        ChainStep("after")))
+    agents = FakeAgents(Journal())
+    outcome = LocalFlowRunner(fake_env(agents), agents, registry,
+                              transaction=transaction).run(chain, {})
+    assert outcome.succeeded
+    assert seen == {"before": True, "deploy": False, "after": True}
