@@ -49,8 +49,14 @@ class VmInstance(Resource, Base):
     host: Mapped[Host | None] = relationship(
         back_populates="vm_instances", foreign_keys="VmInstance.host_uuid"
     )
-    vm_nics: Mapped[list[VmNic]] = relationship(back_populates="vm_instance")
+    vm_nics: Mapped[list[VmNic]] = relationship(back_populates="vm_instance",
+                                                order_by="VmNic.device_id")
     all_volumes: Mapped[list[Volume]] = relationship(back_populates="vm_instance")
+
+    def inventory_extras(self) -> dict:
+        from chalicelib.db.inventory import to_inventory
+
+        return {"vmNics": [to_inventory(nic) for nic in self.vm_nics]}
 
 
 class VmNic(Resource, Base):
