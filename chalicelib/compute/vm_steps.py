@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from chalicelib.agents.protocol import (
@@ -23,11 +23,15 @@ from chalicelib.agents.protocol import (
     VOLUMES_DELETE,
 )
 from chalicelib.compute.allocation import (
+    VMS,
+    VOLUMES,
+    ChosenStorage,
     HostRequest,
     Move,
     allocate_host,
-    allocate_primary_storage,
+    forget_loaded,
     move_vm,
+    place_volumes,
     release_host,
     release_primary_storage,
 )
@@ -45,7 +49,7 @@ from chalicelib.db.models import (
 from chalicelib.errors import InvalidState
 from chalicelib.flows import AgentCommandRequest, FlowContext, StepEnv, agent_step, step
 from chalicelib.network.dhcp import dhcp_spec
-from chalicelib.network.ip_allocation import allocate_nic, release_nic
+from chalicelib.network.ip_allocation import add_nic, release_nic
 from chalicelib.storage.backup_selection import select_backup_storage
 
 
@@ -59,11 +63,14 @@ def _volume_uuids(ctx: FlowContext) -> list[str]:
     return [spec["uuid"] for spec in _volume_specs(ctx)]
 
 
+_ZONE_OF_L3 = select(L3Network.__table__.c.zone_uuid).where(
+    L3Network.__table__.c.uuid == bindparam("l3"))
+
+
 def _zone_of(db: Session, ctx: FlowContext) -> str:
     if ctx.get("zoneUuid"):
         return ctx["zoneUuid"]
-    return db.scalar(select(L3Network.zone_uuid).where(
-        L3Network.uuid == ctx["l3NetworkUuids"][0]))
+    return db.scalar(_ZONE_OF_L3, {"l3": ctx["l3NetworkUuids"][0]})
 
 
 def bridge_name(l2: L2Network) -> str:
@@ -72,7 +79,7 @@ def bridge_name(l2: L2Network) -> str:
     return f"br_{interface}_{l2.vlan}" if l2.vlan is not None else f"br_{interface}"
 
 
-def volume_path(storage: PrimaryStorage, vm_uuid: str, volume_uuid: str) -> str:
+def volume_path(storage: PrimaryStorage | ChosenStorage, vm_uuid: str, volume_uuid: str) -> str:
     return f"{storage.mount_path.rstrip('/')}/vms/{vm_uuid}/{volume_uuid}.qcow2"
 
 
@@ -113,29 +120,40 @@ class AllocateHost:
             release_host(db, ctx["vmUuid"])
 
 
+_VOLUME_OWNER = select(VMS.c.name, VMS.c.account_uuid, VMS.c.image_uuid).where(
+    VMS.c.uuid == bindparam("vm"))
+_EXISTING_VOLUMES = select(VOLUMES.c.uuid).where(
+    VOLUMES.c.uuid.in_(bindparam("volumes", expanding=True)))
+_SET_INSTALL_PATH = update(VOLUMES).where(VOLUMES.c.uuid == bindparam("volume")).values(
+    install_path=bindparam("path"))
+_SET_ROOT_VOLUME = update(VMS).where(VMS.c.uuid == bindparam("vm")).values(
+    root_volume_uuid=bindparam("root"))
+
+
 @step("vm.allocate-volumes")
 class AllocateVolumes:
     """The root volume (the image's size) and a data volume per disk offering, placed on one
     primary storage of the host's cluster, whose capacity they now hold."""
 
     def run(self, ctx: FlowContext, env: StepEnv) -> None:
+        uuids = _volume_uuids(ctx)
         with env.session() as db:
-            vm = db.get(VmInstance, ctx["vmUuid"])
-            existing = set(db.scalars(select(Volume.uuid).where(
-                Volume.uuid.in_(_volume_uuids(ctx)))))
-            for spec in _volume_specs(ctx):
-                if spec["uuid"] not in existing:
-                    db.add(Volume(
-                        uuid=spec["uuid"], name=f"{spec['type'].lower()}-volume-of-{vm.name}",
-                        account_uuid=vm.account_uuid, vm_instance_uuid=vm.uuid,
-                        type=spec["type"], size=spec["size"], device_id=spec["deviceId"],
-                        disk_offering_uuid=spec.get("diskOfferingUuid"),
-                        root_image_uuid=vm.image_uuid if spec["type"] == "Root" else None))
-            db.flush()
-            storage = allocate_primary_storage(db, _volume_uuids(ctx), ctx["hostUuid"])
-            for volume in db.scalars(select(Volume).where(Volume.uuid.in_(_volume_uuids(ctx)))):
-                volume.install_path = volume_path(storage, vm.uuid, volume.uuid)
-            vm.root_volume_uuid = ctx["rootVolume"]["uuid"]
+            vm = db.execute(_VOLUME_OWNER, {"vm": ctx["vmUuid"]}).one()
+            existing = set(db.scalars(_EXISTING_VOLUMES, {"volumes": uuids}))
+            new = [{"uuid": spec["uuid"], "name": f"{spec['type'].lower()}-volume-of-{vm.name}",
+                    "account_uuid": vm.account_uuid, "vm_instance_uuid": ctx["vmUuid"],
+                    "type": spec["type"], "size": spec["size"], "device_id": spec["deviceId"],
+                    "disk_offering_uuid": spec.get("diskOfferingUuid"),
+                    "root_image_uuid": vm.image_uuid if spec["type"] == "Root" else None}
+                   for spec in _volume_specs(ctx) if spec["uuid"] not in existing]
+            if new:
+                db.execute(insert(VOLUMES), new)
+            storage = place_volumes(db, uuids, ctx["hostUuid"])
+            db.execute(_SET_INSTALL_PATH, [
+                {"volume": uuid, "path": volume_path(storage, ctx["vmUuid"], uuid)}
+                for uuid in uuids])
+            db.execute(_SET_ROOT_VOLUME, {"vm": ctx["vmUuid"], "root": uuids[0]})
+            forget_loaded(db, VmInstance, ctx["vmUuid"])
             ctx["primaryStorageUuid"] = storage.uuid
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
@@ -158,7 +176,7 @@ class AllocateNics:
     def run(self, ctx: FlowContext, env: StepEnv) -> None:
         with env.session() as db:
             for device_id, l3_uuid in enumerate(ctx["l3NetworkUuids"]):
-                allocate_nic(db, ctx["vmUuid"], l3_uuid, device_id=device_id)
+                add_nic(db, ctx["vmUuid"], l3_uuid, device_id=device_id)
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         with env.session() as db:

@@ -16,12 +16,13 @@ pick among the gaps; that read is also how a full L3 network is recognised.
 from __future__ import annotations
 
 import bisect
+import functools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from chalicelib.db.base import new_uuid
@@ -34,31 +35,47 @@ PROBE_ROUNDS = 2  # batches of random addresses before reading the used ones
 CLAIM_ROUNDS = 8  # attempts to claim, each after losing races for every address it tried
 NO_FREE_IP = "NoFreeIp"
 
+# The statements of an allocation are built once, on the tables, with bind parameters.
+USED_IPS = UsedIp.__table__
+NICS = VmNic.__table__
+RANGES = IpRange.__table__
+L3_NETWORKS = L3Network.__table__
+VMS = VmInstance.__table__
+
+
+@functools.cache
+def _insert_ignoring_duplicates(table: Table) -> Insert:
+    return (insert(table).prefix_with("OR IGNORE", dialect="sqlite")
+            .prefix_with("IGNORE", dialect="mysql").prefix_with("IGNORE", dialect="mariadb"))
+
 
 def insert_unless_duplicate(session: Session, table: Table, values: dict[str, object]) -> bool:
     """Insert a row; False (and no row, and no error) if it would duplicate a unique key."""
-    statement = (insert(table).values(**values)
-                 .prefix_with("OR IGNORE", dialect="sqlite")
-                 .prefix_with("IGNORE", dialect="mysql")
-                 .prefix_with("IGNORE", dialect="mariadb"))
-    return session.execute(statement).rowcount == 1
+    return session.execute(_insert_ignoring_duplicates(table), values).rowcount == 1
 
 
 @dataclass(frozen=True)
 class _Range:
-    row: IpRange
+    uuid: str
+    start_ip: str
+    end_ip: str
+    netmask: str
+    gateway: str
     first: int
     last: int
     reserved: frozenset[int]  # the gateway, network and broadcast addresses, if inside
 
     @classmethod
-    def of(cls, row: IpRange) -> _Range:
-        network = IPv4Network(row.network_cidr)
-        reserved = {int(IPv4Address(row.gateway))}
+    @functools.lru_cache(maxsize=1024)
+    def of(cls, uuid: str, start_ip: str, end_ip: str, netmask: str, gateway: str,
+           network_cidr: str) -> _Range:
+        network = IPv4Network(network_cidr)
+        reserved = {int(IPv4Address(gateway))}
         if network.prefixlen < 31:
             reserved |= {int(network.network_address), int(network.broadcast_address)}
-        first, last = int(IPv4Address(row.start_ip)), int(IPv4Address(row.end_ip))
-        return cls(row, first, last, frozenset(ip for ip in reserved if first <= ip <= last))
+        first, last = int(IPv4Address(start_ip)), int(IPv4Address(end_ip))
+        return cls(uuid, start_ip, end_ip, netmask, gateway, first, last,
+                   frozenset(ip for ip in reserved if first <= ip <= last))
 
     @property
     def size(self) -> int:
@@ -79,12 +96,13 @@ class _Range:
 
 @dataclass(frozen=True)
 class _Ranges:
-    l3: L3Network
+    l3_uuid: str
+    l3_name: str
     ranges: list[_Range]
 
     @property
     def text(self) -> str:
-        return ", ".join(f"{r.row.start_ip}-{r.row.end_ip}" for r in self.ranges) or "none"
+        return ", ".join(f"{r.start_ip}-{r.end_ip}" for r in self.ranges) or "none"
 
     def containing(self, ip: int) -> _Range | None:
         return next((r for r in self.ranges if r.offers(ip)), None)
@@ -106,63 +124,84 @@ class _Ranges:
         return picks
 
 
+_L3_NAME = select(L3_NETWORKS.c.name).where(L3_NETWORKS.c.uuid == bindparam("l3"))
+_RANGES_OF = select(RANGES.c.uuid, RANGES.c.start_ip, RANGES.c.end_ip, RANGES.c.netmask,
+                    RANGES.c.gateway, RANGES.c.network_cidr).where(
+    RANGES.c.l3_network_uuid == bindparam("l3"), RANGES.c.ip_version == 4)
+
+
 def _ranges(session: Session, l3_uuid: str) -> _Ranges:
-    l3 = session.get(L3Network, l3_uuid)
-    if l3 is None:
+    name = session.scalar(_L3_NAME, {"l3": l3_uuid})
+    if name is None:
         raise NotFound(f"L3Network {l3_uuid} does not exist",
                        details={"field": "l3NetworkUuid", "uuid": l3_uuid})
-    rows = session.scalars(select(IpRange).where(IpRange.l3_network_uuid == l3_uuid,
-                                                 IpRange.ip_version == 4)
-                           .order_by(IpRange.start_ip))
-    return _Ranges(l3, sorted((_Range.of(row) for row in rows), key=lambda r: r.first))
+    ranges = [_Range.of(*row) for row in session.execute(_RANGES_OF, {"l3": l3_uuid})]
+    return _Ranges(l3_uuid, name, sorted(ranges, key=lambda r: r.first))
+
+
+_USED_AMONG = select(USED_IPS.c.ip).where(USED_IPS.c.l3_network_uuid == bindparam("l3"),
+                                          USED_IPS.c.ip.in_(bindparam("ips", expanding=True)))
 
 
 def _used_among(session: Session, l3_uuid: str, ips: list[int]) -> set[int]:
     """Which of ``ips`` are in use, through the unique (l3 network, ip) index."""
     texts = [str(IPv4Address(ip)) for ip in ips]
     return {int(IPv4Address(ip)) for ip in session.scalars(
-        select(UsedIp.ip).where(UsedIp.l3_network_uuid == l3_uuid, UsedIp.ip.in_(texts)))}
+        _USED_AMONG, {"l3": l3_uuid, "ips": texts})}
 
 
 def _free_by_reading_used(session: Session, ranges: _Ranges) -> list[tuple[_Range, int]]:
     free = []
     for r in ranges.ranges:
         used = list(session.scalars(
-            select(UsedIp.ip_in_long).where(UsedIp.l3_network_uuid == ranges.l3.uuid,
+            select(UsedIp.ip_in_long).where(UsedIp.l3_network_uuid == ranges.l3_uuid,
                                             UsedIp.ip_in_long.between(r.first, r.last))
             .order_by(UsedIp.ip_in_long)))
         free.extend((r, ip) for ip in r.free(used))
     return free
 
 
-def _claim(session: Session, ranges: _Ranges, r: _Range, ip: int, use_for: str) -> str | None:
-    """The new UsedIp's uuid, or None if the address was taken first."""
-    uuid = new_uuid()
-    claimed = insert_unless_duplicate(session, UsedIp.__table__, {
-        "uuid": uuid, "ip_range_uuid": r.row.uuid, "l3_network_uuid": ranges.l3.uuid,
-        "ip": str(IPv4Address(ip)), "ip_in_long": ip, "netmask": r.row.netmask,
-        "gateway": r.row.gateway, "use_for": use_for,
-    })
-    if claimed:
-        return uuid
-    if not _used_among(session, ranges.l3.uuid, [ip]):
+@dataclass(frozen=True)
+class ClaimedIp:
+    """An address recorded as used (a ``used_ips`` row)."""
+
+    uuid: str
+    l3_network_uuid: str
+    ip: str
+    ip_in_long: int
+    netmask: str
+    gateway: str
+
+
+def _claim(session: Session, ranges: _Ranges, r: _Range, ip: int,
+           use_for: str) -> ClaimedIp | None:
+    """The address, now used; None if it was taken first."""
+    claimed = ClaimedIp(new_uuid(), ranges.l3_uuid, str(IPv4Address(ip)), ip, r.netmask,
+                        r.gateway)
+    if insert_unless_duplicate(session, USED_IPS, {
+        "uuid": claimed.uuid, "ip_range_uuid": r.uuid, "l3_network_uuid": ranges.l3_uuid,
+        "ip": claimed.ip, "ip_in_long": ip, "netmask": r.netmask, "gateway": r.gateway,
+        "use_for": use_for,
+    }):
+        return claimed
+    if not _used_among(session, ranges.l3_uuid, [ip]):
         # Not a duplicate: MySQL's INSERT IGNORE also skips a row whose range just vanished.
-        raise Conflict(f"IP range {r.row.uuid} of L3 network {ranges.l3.uuid} changed while "
+        raise Conflict(f"IP range {r.uuid} of L3 network {ranges.l3_uuid} changed while "
                        f"{IPv4Address(ip)} was being allocated from it; retry",
                        code="ConcurrentConflict")
     return None
 
 
 def _full(ranges: _Ranges) -> Conflict:
-    l3 = ranges.l3
-    return Conflict(f"L3 network {l3.name} ({l3.uuid}) has no free IP in its ranges "
-                    f"({ranges.text})", code=NO_FREE_IP, details={"l3NetworkUuid": l3.uuid})
+    return Conflict(f"L3 network {ranges.l3_name} ({ranges.l3_uuid}) has no free IP in its "
+                    f"ranges ({ranges.text})", code=NO_FREE_IP,
+                    details={"l3NetworkUuid": ranges.l3_uuid})
 
 
 def _candidates(session: Session, ranges: _Ranges, round_: int) -> list[tuple[_Range, int]]:
     if round_ < PROBE_ROUNDS:
         sampled = ranges.sample(PROBES)
-        used = _used_among(session, ranges.l3.uuid, [ip for _, ip in sampled])
+        used = _used_among(session, ranges.l3_uuid, [ip for _, ip in sampled])
         return [(r, ip) for r, ip in sampled if ip not in used]
     free = _free_by_reading_used(session, ranges)
     if not free:
@@ -171,7 +210,7 @@ def _candidates(session: Session, ranges: _Ranges, round_: int) -> list[tuple[_R
 
 
 def _allocate_requested(session: Session, ranges: _Ranges, requested_ip: str,
-                        use_for: str) -> str:
+                        use_for: str) -> ClaimedIp:
     try:
         ip = int(IPv4Address(requested_ip))
     except ValueError:
@@ -180,30 +219,30 @@ def _allocate_requested(session: Session, ranges: _Ranges, requested_ip: str,
     r = ranges.containing(ip)
     if r is None:
         raise InvalidArgument(
-            f"{requested_ip} is not an address L3 network {ranges.l3.name} hands out; its "
+            f"{requested_ip} is not an address L3 network {ranges.l3_name} hands out; its "
             f"ranges are {ranges.text} (less their gateway)", details={"field": "staticIp"})
-    uuid = _claim(session, ranges, r, ip, use_for)
-    if uuid is None:
-        raise Conflict(f"IP {IPv4Address(ip)} is already used in L3 network {ranges.l3.name} "
-                       f"({ranges.l3.uuid})", code="IpInUse", details={"ip": str(IPv4Address(ip))})
-    return uuid
+    claimed = _claim(session, ranges, r, ip, use_for)
+    if claimed is None:
+        raise Conflict(f"IP {IPv4Address(ip)} is already used in L3 network {ranges.l3_name} "
+                       f"({ranges.l3_uuid})", code="IpInUse", details={"ip": str(IPv4Address(ip))})
+    return claimed
 
 
 def allocate_ip(session: Session, l3_uuid: str, requested_ip: str | None = None, *,
-                use_for: str = "VmNic") -> UsedIp:
+                use_for: str = "VmNic") -> ClaimedIp:
     """A free address of the L3 network (``requested_ip`` if given), recorded as used. Conflict
     (409) when the network has no free address or the requested one is taken."""
     ranges = _ranges(session, l3_uuid)
     if not ranges.ranges:
         raise _full(ranges)
     if requested_ip is not None:
-        return session.get(UsedIp, _allocate_requested(session, ranges, requested_ip, use_for))
+        return _allocate_requested(session, ranges, requested_ip, use_for)
     for round_ in range(CLAIM_ROUNDS):
         for r, ip in _candidates(session, ranges, round_):
-            uuid = _claim(session, ranges, r, ip, use_for)
-            if uuid is not None:
-                return session.get(UsedIp, uuid)
-    raise Conflict(f"could not claim a free IP in L3 network {ranges.l3.name} ({l3_uuid}): "
+            claimed = _claim(session, ranges, r, ip, use_for)
+            if claimed is not None:
+                return claimed
+    raise Conflict(f"could not claim a free IP in L3 network {ranges.l3_name} ({l3_uuid}): "
                    "concurrent allocations took every address tried; retry",
                    code="ConcurrentConflict")
 
@@ -219,39 +258,52 @@ def release_ip(session: Session, used_ip_uuid: str) -> bool:
 # --- NICs ------------------------------------------------------------------------------------
 
 MAC_ATTEMPTS = 5
+_NIC_WITH_MAC = select(NICS.c.uuid).where(NICS.c.mac == bindparam("mac"))
 
 
-def _insert_nic(session: Session, vm: VmInstance, used_ip: UsedIp, device_id: int) -> str:
+def _insert_nic(session: Session, vm_uuid: str, vm_name: str, account_uuid: str,
+                used_ip: ClaimedIp, device_id: int) -> str:
     for _ in range(MAC_ATTEMPTS):
         uuid, mac = new_uuid(), random_mac()
-        if insert_unless_duplicate(session, VmNic.__table__, {
-            "uuid": uuid, "name": f"{vm.name}-nic{device_id}", "account_uuid": vm.account_uuid,
-            "vm_instance_uuid": vm.uuid, "l3_network_uuid": used_ip.l3_network_uuid,
+        if insert_unless_duplicate(session, NICS, {
+            "uuid": uuid, "name": f"{vm_name}-nic{device_id}", "account_uuid": account_uuid,
+            "vm_instance_uuid": vm_uuid, "l3_network_uuid": used_ip.l3_network_uuid,
             "used_ip_uuid": used_ip.uuid, "ip": used_ip.ip, "mac": mac,
             "netmask": used_ip.netmask, "gateway": used_ip.gateway, "device_id": device_id,
-            "internal_name": f"vnic{vm.uuid[:8]}.{device_id}",
+            "internal_name": f"vnic{vm_uuid[:8]}.{device_id}",
         }):
             return uuid
-        if session.scalar(select(VmNic.uuid).where(VmNic.mac == mac)) is None:
-            raise Conflict(f"VM {vm.uuid} or L3 network {used_ip.l3_network_uuid} changed "
+        if session.scalar(_NIC_WITH_MAC, {"mac": mac}) is None:
+            raise Conflict(f"VM {vm_uuid} or L3 network {used_ip.l3_network_uuid} changed "
                            "while its NIC was being created; retry", code="ConcurrentConflict")
     raise Conflict(f"{MAC_ATTEMPTS} random MACs in a row were taken; retry",
                    code="ConcurrentConflict")
 
 
-def allocate_nic(session: Session, vm_uuid: str, l3_uuid: str, *, device_id: int,
-                 requested_ip: str | None = None) -> VmNic:
-    """The VM's NIC number ``device_id`` on the L3 network, with an IP from it and a unique
-    MAC. Idempotent: if the VM already has that NIC, it is returned as it is."""
-    existing = session.scalar(select(VmNic).where(VmNic.vm_instance_uuid == vm_uuid,
-                                                  VmNic.device_id == device_id))
+_NIC_AT = select(NICS.c.uuid).where(NICS.c.vm_instance_uuid == bindparam("vm"),
+                                    NICS.c.device_id == bindparam("device"))
+_NIC_OWNER = select(VMS.c.name, VMS.c.account_uuid).where(VMS.c.uuid == bindparam("vm"))
+
+
+def add_nic(session: Session, vm_uuid: str, l3_uuid: str, *, device_id: int,
+            requested_ip: str | None = None) -> str:
+    """The uuid of the VM's NIC number ``device_id`` on the L3 network, with an IP from it and
+    a unique MAC. Idempotent: if the VM already has that NIC, it is left as it is."""
+    existing = session.scalar(_NIC_AT, {"vm": vm_uuid, "device": device_id})
     if existing is not None:
         return existing
-    vm = session.get(VmInstance, vm_uuid)
-    if vm is None:
+    owner = session.execute(_NIC_OWNER, {"vm": vm_uuid}).first()
+    if owner is None:
         raise NotFound(f"VmInstance {vm_uuid} does not exist", details={"uuid": vm_uuid})
     used_ip = allocate_ip(session, l3_uuid, requested_ip)
-    return session.get(VmNic, _insert_nic(session, vm, used_ip, device_id))
+    return _insert_nic(session, vm_uuid, owner.name, owner.account_uuid, used_ip, device_id)
+
+
+def allocate_nic(session: Session, vm_uuid: str, l3_uuid: str, *, device_id: int,
+                 requested_ip: str | None = None) -> VmNic:
+    """:func:`add_nic`, and the NIC it made (or found)."""
+    return session.get(VmNic, add_nic(session, vm_uuid, l3_uuid, device_id=device_id,
+                                      requested_ip=requested_ip))
 
 
 def release_nic(session: Session, nic_uuid: str) -> bool:
