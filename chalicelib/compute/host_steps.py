@@ -83,6 +83,12 @@ class DeployAgent:
                                   var_dir=settings.var_dir, on_progress=show)
         except DeployFailed as failure:
             raise AgentDeployFailed(failure) from failure
+        except ImportError as missing:  # a Lambda bundle: no Ansible, no ssh client
+            raise AerieError(
+                "deploying an agent needs Ansible (ansible-runner) and an ssh client where "
+                f"flow steps run, and this one has none ({missing}); add the host with "
+                "deployAgent=false and start aerie-agent on it with the token the job "
+                "returns", code="AgentDeployUnavailable") from missing
         with env.session() as db:
             db.execute(update(Host).where(Host.uuid == ctx["hostUuid"])
                        .values(agent_playbook_digest=result.playbook_digest))

@@ -176,3 +176,16 @@ def test_a_management_ip_already_in_use_is_refused_at_once(api, cluster, deploym
     assert reply.status_code == 409
     assert reply.json()["error"]["details"]["field"] == "managementIp"
     assert len(deployment.calls) == 1
+
+
+def test_where_ansible_is_missing_the_job_says_so_and_leaves_no_host(
+        api, cluster, monkeypatch):
+    def no_ansible(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'ansible_runner'")
+
+    monkeypatch.setattr(host_steps, "deploy_agent", no_ansible)
+    job = add_kvm_host(api, cluster)
+    assert job["state"] == "Failed"
+    assert job["error"]["details"]["error"]["message"].startswith("AgentDeployUnavailable")
+    assert "deployAgent=false" in job["error"]["message"]
+    assert api.get("/v1/hosts").json()["inventories"] == []
