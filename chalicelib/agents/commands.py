@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from chalicelib import events
 from chalicelib.agents.protocol import CommandResult
-from chalicelib.db.base import utcnow
+from chalicelib.db.base import new_uuid, utcnow
 from chalicelib.db.models import AgentCommand
 
 BATCH = 50
@@ -18,13 +18,16 @@ COMMAND_QUEUED = "agent.command.queued"  # published once the command is committ
 COMMAND_FINISHED = "agent.command.finished"
 
 
+_INSERT = insert(AgentCommand.__table__)
+
+
 def send(db: Session, host_uuid: str, name: str, args: dict[str, Any] | None = None) -> str:
-    command = AgentCommand(host_uuid=host_uuid, name=name, args=json.dumps(args or {}))
-    db.add(command)
-    db.flush()
+    command_uuid = new_uuid()
+    db.execute(_INSERT, {"uuid": command_uuid, "host_uuid": host_uuid, "name": name,
+                         "args": json.dumps(args or {})})
     events.publish_after_commit(db, COMMAND_QUEUED, {
-        "commandUuid": command.uuid, "hostUuid": host_uuid, "name": name})
-    return command.uuid
+        "commandUuid": command_uuid, "hostUuid": host_uuid, "name": name})
+    return command_uuid
 
 
 def claim(db: Session, host_uuid: str) -> list[dict[str, Any]]:
@@ -41,18 +44,24 @@ def claim(db: Session, host_uuid: str) -> list[dict[str, Any]]:
     return [{"id": c.uuid, "name": c.name, "args": json.loads(c.args)} for c in commands]
 
 
+FINISHED = ("Succeeded", "Failed")
+_UNFINISHED = select(AgentCommand).where(
+    AgentCommand.uuid.in_(bindparam("ids", expanding=True)),
+    AgentCommand.host_uuid == bindparam("host"), AgentCommand.state.not_in(FINISHED))
+
+
 def record(db: Session, host_uuid: str, results: list[CommandResult]) -> list[AgentCommand]:
-    finished = []
-    for outcome in results:
-        command = db.get(AgentCommand, outcome.id)
-        if command is None or command.host_uuid != host_uuid or \
-                command.state in ("Succeeded", "Failed"):
-            continue  # not this host's, or a repeated answer
+    """The results of the host's commands; the commands they finished (a command of another
+    host, or a repeated answer, is ignored)."""
+    by_id = {outcome.id: outcome for outcome in results}
+    finished = list(db.scalars(_UNFINISHED, {"ids": list(by_id), "host": host_uuid}))
+    now = utcnow()
+    for command in finished:
+        outcome = by_id[command.uuid]
         command.state = "Succeeded" if outcome.ok else "Failed"
         command.result = json.dumps(outcome.result) if outcome.result is not None else None
         command.error = outcome.error
-        command.finished_date = utcnow()
-        finished.append(command)
+        command.finished_date = now
         events.publish_after_commit(db, COMMAND_FINISHED, {
             "commandUuid": command.uuid, "hostUuid": host_uuid, "name": command.name,
             "state": command.state, "ok": outcome.ok, "result": outcome.result,

@@ -32,12 +32,23 @@ pass each condition in turn, so it says which one ruled the last ones out.
 from __future__ import annotations
 
 import enum
+import functools
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -162,13 +173,22 @@ def _give_back(session: Session, host_uuid: str, cpu: int, memory: int) -> None:
     session.execute(_GIVE_BACK, {"host": host_uuid, "cpu": cpu, "memory": memory})
 
 
+@functools.cache
+def _compare_and_set_statement(host_known: bool, columns: tuple[str, ...]) -> Update:
+    host_matches = (VMS.c.host_uuid == bindparam("was_host") if host_known
+                    else VMS.c.host_uuid.is_(None))
+    return (update(VMS)
+            .where(VMS.c.uuid == bindparam("vm"), VMS.c.state == bindparam("was_state"),
+                   host_matches)
+            .values({column: bindparam(f"new_{column}") for column in columns}))
+
+
 def _compare_and_set_vm(session: Session, vm: HeldVm, **values: object) -> bool:
     """Update the VM's row only if it still has the state and host it was read with."""
-    host_matches = (VMS.c.host_uuid.is_(None) if vm.host_uuid is None
-                    else VMS.c.host_uuid == vm.host_uuid)
-    result = session.execute(
-        update(VMS).where(VMS.c.uuid == vm.uuid, VMS.c.state == vm.state, host_matches)
-        .values(**values))
+    statement = _compare_and_set_statement(vm.host_uuid is not None, tuple(sorted(values)))
+    result = session.execute(statement, {
+        "vm": vm.uuid, "was_state": vm.state, "was_host": vm.host_uuid,
+        **{f"new_{column}": value for column, value in values.items()}})
     return result.rowcount == 1
 
 

@@ -11,7 +11,7 @@ import re
 import uuid as uuid_module
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, update
 
 from chalicelib.compute import vm_states
 from chalicelib.context import Context
@@ -128,9 +128,10 @@ def prepare_create(ctx: Context, *, name: str, description: str | None,
         architecture=image.architecture, hypervisor_type="KVM",
         default_l3_network_uuid=default_l3_network_uuid or networks[0].uuid, state="Created"))
     apply_tags(ctx, vm, system_tags or [], user_tags or [])
-    vm_states.begin(ctx.session, vm.uuid, "create")
+    vm_uuid = vm.uuid  # read before begin() has the row read again
+    vm_states.begin(ctx.session, vm_uuid, "create")
     return {
-        "resourceUuid": vm.uuid, "vmUuid": vm.uuid, "imageUuid": image.uuid,
+        "resourceUuid": vm_uuid, "vmUuid": vm_uuid, "imageUuid": image.uuid,
         "l3NetworkUuids": [n.uuid for n in networks], **pinned,
         # Made now, so a rollback of a step that failed half way knows what to remove.
         "rootVolume": {"uuid": _new_uuid(), "size": image.size},
@@ -138,6 +139,10 @@ def prepare_create(ctx: Context, *, name: str, description: str | None,
                         for d in disks],
         **({"hostname": hostname} if hostname else {}),
     }
+
+
+_VOLUMES_READY = update(Volume.__table__).where(
+    Volume.__table__.c.vm_instance_uuid == bindparam("vm")).values(status="Ready")
 
 
 def settle_create(ctx: Context, flow: dict[str, Any], end: FlowEnd) -> VmInstance | None:
@@ -153,9 +158,7 @@ def settle_create(ctx: Context, flow: dict[str, Any], end: FlowEnd) -> VmInstanc
     if end is FlowEnd.SUCCEEDED:
         vm_states.finish(ctx.session, vm_uuid, "create", started_from="Created",
                          succeeded=True)
-        for volume in ctx.session.scalars(select(Volume).where(
-                Volume.vm_instance_uuid == vm_uuid)):
-            volume.status = "Ready"
+        ctx.session.execute(_VOLUMES_READY, {"vm": vm_uuid})
         return ctx.session.get(VmInstance, vm_uuid, populate_existing=True)
     vm = ctx.session.get(VmInstance, vm_uuid)
     if vm is not None:

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from chalicelib import events
@@ -36,6 +36,15 @@ log = logging.getLogger(__name__)
 SYNCING_COMMANDS = frozenset({"connect", "host.facts", "vm.sync"})
 CHUNK = 500  # hosts per statement (well under SQLite's bound-parameter limit)
 ADOPTION_LOOKBACK = timedelta(seconds=30)
+_COMMANDS, _HOSTS = AgentCommand.__table__, Host.__table__
+_PENDING = (select(_COMMANDS.c.uuid, _COMMANDS.c.host_uuid, _COMMANDS.c.name, _COMMANDS.c.args)
+            .join(_HOSTS, _HOSTS.c.uuid == _COMMANDS.c.host_uuid)
+            .where(_HOSTS.c.hypervisor_type == "Simulator", _COMMANDS.c.state == "Pending")
+            .order_by(_COMMANDS.c.create_date).limit(bindparam("limit")))
+_REPORTED = update(_HOSTS).where(_HOSTS.c.uuid.in_(bindparam("hosts", expanding=True))).values(
+    last_report_date=bindparam("now"))
+_NOT_CONNECTED = select(_HOSTS.c.uuid).where(_HOSTS.c.uuid.in_(bindparam("hosts", expanding=True)),
+                                             _HOSTS.c.status != "Connected")
 
 
 def _driver(host: Host) -> SimulatorDriver:
@@ -141,10 +150,7 @@ class SimulatedHosts:
 
     def _pending(self, db: Session) -> list[dict]:
         found = []
-        for command in db.scalars(
-                select(AgentCommand).join(Host, Host.uuid == AgentCommand.host_uuid)
-                .where(Host.hypervisor_type == "Simulator", AgentCommand.state == "Pending")
-                .order_by(AgentCommand.create_date).limit(self.COMMANDS_PER_TICK)):
+        for command in db.execute(_PENDING, {"limit": self.COMMANDS_PER_TICK}):
             self.hosts.add(command.host_uuid)
             if command.host_uuid not in self.executors:
                 self.executors[command.host_uuid] = CommandExecutor(
@@ -158,18 +164,19 @@ class SimulatedHosts:
         (connect, host.facts, vm.sync) also reports its facts and VMs, as an agent's full
         sync does. The rest only count as a sign of life: their VMs' states are the
         operations' to set, and the periodic reports carry the host's."""
+        results: dict[str, list[CommandResult]] = {}
         for host_uuid, _, outcome in outcomes:
-            commands.record(db, host_uuid, [CommandResult.model_validate(outcome)])
+            results.setdefault(host_uuid, []).append(CommandResult.model_validate(outcome))
+        for host_uuid, host_results in results.items():
+            commands.record(db, host_uuid, host_results)
         full_sync = {host for host, name, _ in outcomes if name in SYNCING_COMMANDS}
-        interval = get_value(db, tracker.PING_INTERVAL)
-        for host_uuid in dict.fromkeys(host for host, _, _ in outcomes):
+        interval = get_value(db, tracker.PING_INTERVAL) if full_sync else None
+        for host_uuid in full_sync:
             host = db.get(Host, host_uuid)
             executor = self.executors[host_uuid]
-            if host_uuid in full_sync:
-                self._sync_vms(db, host, executor)
-                tracker.reported(db, host, executor.driver.facts(), interval)
-            else:
-                tracker.reported(db, host, None, interval)
+            self._sync_vms(db, host, executor)
+            tracker.reported(db, host, executor.driver.facts(), interval)
+        self._seen(db, [host for host in results if host not in full_sync], utcnow(), interval)
 
     def tick(self, tick: int) -> None:
         self._run_commands(adopt=True)
@@ -196,10 +203,14 @@ class SimulatedHosts:
             sync_vms(db, host, [ReportedVm.model_validate(vm) for vm in vms])
 
     def _report(self, db: Session, due: list[str], now: datetime, interval: int) -> None:
-        for start in range(0, len(due), CHUNK):
-            chunk = due[start:start + CHUNK]
-            db.execute(update(Host).where(Host.uuid.in_(chunk)).values(last_report_date=now))
-            for host in db.scalars(select(Host).where(Host.uuid.in_(chunk),
-                                                      Host.status != "Connected")):
-                tracker.reported(db, host, None, interval)
+        self._seen(db, due, now, interval)
         self.reports_sent += len(due)
+
+    @staticmethod
+    def _seen(db: Session, hosts: list[str], now: datetime, interval: int | None) -> None:
+        """The hosts reported, with nothing to say but that they are there."""
+        for start in range(0, len(hosts), CHUNK):
+            chunk = hosts[start:start + CHUNK]
+            db.execute(_REPORTED, {"hosts": chunk, "now": now})
+            for host_uuid in db.scalars(_NOT_CONNECTED, {"hosts": chunk}):
+                tracker.reported(db, db.get(Host, host_uuid), None, interval)
