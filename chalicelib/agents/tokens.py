@@ -14,7 +14,9 @@ SCHEME = "agent"
 
 
 def new_token() -> tuple[str, str]:
-    token = secrets.token_urlsafe(32)
+    """A token and its hash. Hex: it goes on command lines (``--token …``) and into env
+    files, where one starting with '-' or holding shell characters would be misread."""
+    token = secrets.token_hex(32)
     return token, hashlib.sha256(token.encode()).hexdigest()
 
 

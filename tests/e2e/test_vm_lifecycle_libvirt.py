@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from chalicelib.db.database import Database
-from chalicelib.db.models import AgentCommand, Image, UsedIp
+from chalicelib.db.models import AgentCommand, Image
 from tests.support.agent_process import Client, agent_log, control_plane, start_agent, stop
+from tests.support.cloud import vm_ips
 from tests.support.phases import Phases
 
 if os.environ.get("CI", "").lower() == "true":
@@ -137,9 +138,10 @@ def storage_available(cloud: Cloud) -> int:
 
 
 def used_ips(cloud: Cloud) -> list[str]:
-    # No API lists an L3 network's used IPs yet: read the control plane's database.
+    """The VM NICs' addresses (the flat network's DHCP server holds one more). No API lists
+    an L3 network's used IPs yet: read the control plane's database."""
     with cloud.db.session() as session:
-        return [used.ip for used in session.query(UsedIp)]
+        return [used.ip for used in vm_ips(session)]
 
 
 def agent_results(cloud: Cloud, name: str) -> list[AgentCommand]:
