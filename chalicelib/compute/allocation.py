@@ -226,8 +226,13 @@ def move_vm(session: Session, vm: HeldVm, *, state: str, host_uuid: str | None,
     return Move.DONE
 
 
+_VM = (select(VmInstance).where(VmInstance.uuid == bindparam("vm"))
+       .execution_options(populate_existing=True))
+
+
 def read_vm(session: Session, vm_uuid: str) -> VmInstance:
-    vm = session.get(VmInstance, vm_uuid, populate_existing=True)
+    """The VM as its row is now (an object already loaded is read again)."""
+    vm = session.scalars(_VM, {"vm": vm_uuid}).one_or_none()
     if vm is None:
         raise NotFound(f"VmInstance {vm_uuid} does not exist", details={"uuid": vm_uuid})
     return vm

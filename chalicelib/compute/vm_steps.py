@@ -32,6 +32,7 @@ from chalicelib.compute.allocation import (
     forget_loaded,
     move_vm,
     place_volumes,
+    read_vm,
     release_host,
     release_primary_storage,
 )
@@ -289,8 +290,8 @@ def _hostname_of(db: Session, vm_uuid: str) -> str | None:
 class CreateOnHypervisor:
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
         with env.session() as db:
-            vm = db.get(VmInstance, ctx["vmUuid"])
-            return AgentCommandRequest(ctx["hostUuid"], VM_CREATE, vm_spec(db, vm))
+            return AgentCommandRequest(ctx["hostUuid"], VM_CREATE,
+                                       vm_spec(db, read_vm(db, ctx["vmUuid"])))
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         _destroy_on_host(ctx, env)

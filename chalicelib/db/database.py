@@ -51,16 +51,17 @@ class Database:
         if shared is not None:
             yield shared
             return
-        with self._turn:
-            session = self._sessions()
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.close()
+        session = self._sessions()
+        try:
+            with self._turn:  # from the first statement to the end of the transaction
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            session.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
