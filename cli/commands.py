@@ -212,13 +212,7 @@ class Cli:
         last: dict[str, Any] = {}
 
         def describe(job: dict[str, Any]) -> str:
-            text = f"{op.name}: {job.get('state', '…')}"
-            if job.get("state") == "Waiting" and job.get("position"):
-                text += f" ({job['position']} ahead in {job.get('signature')})"
-            progress = job.get("progress")
-            if isinstance(progress, dict) and progress.get("currentStep"):
-                text += f" · {progress.get('flow')}: {progress['currentStep']}"
-            return text
+            return describe_job(op.name, job)
 
         try:
             if not self.err.is_terminal:
@@ -356,3 +350,19 @@ def _type_name(schema: dict[str, Any]) -> str:
         return f"{_type_name(schema.get('items', {}))},…"
     return str(schema.get("type", ""))
 
+
+def describe_job(name: str, job: dict[str, Any]) -> str:
+    """A running job in one line: its state, its place in its queue, its flow's step and
+    what that step is doing (``AddKvmHost: Running · connect-host: host.deploy-agent (task
+    7/23: Install the agent)``)."""
+    text = f"{name}: {job.get('state', '…')}"
+    if job.get("state") == "Waiting" and job.get("position"):
+        text += f" ({job['position']} ahead in {job.get('signature')})"
+    progress = job.get("progress")
+    if isinstance(progress, dict) and progress.get("currentStep"):
+        text += f" · {progress.get('flow')}: {progress['currentStep']}"
+        detail = progress.get("detail")
+        if isinstance(detail, dict) and detail.get("task"):
+            text += f" (task {detail['task']}/{detail.get('tasks', '?')}: " \
+                    f"{detail.get('taskName', '')})"
+    return text

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from cli.commands import Cli
+from cli.commands import Cli, describe_job
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = json.loads((ROOT / "openapi.json").read_text())
@@ -218,3 +218,13 @@ def test_an_operation_missing_from_the_cached_document_is_looked_up_again(server
     status, out, _ = run("CreateZone", "name=z1")
     assert status == 0 and UUID in out
     assert len([r for r in server.requests if r.url.path == "/v1/openapi.json"]) == fetched + 1
+
+
+def test_a_running_job_shows_its_queue_place_step_and_what_the_step_is_doing():
+    assert describe_job("CreateVmInstance", {"state": "Waiting", "position": 2,
+                                             "signature": "vm:v1"}) == \
+        "CreateVmInstance: Waiting (2 ahead in vm:v1)"
+    assert describe_job("AddKvmHost", {"state": "Running", "progress": {
+        "flow": "connect-host", "currentStep": "host.deploy-agent",
+        "detail": {"task": 7, "tasks": 23, "taskName": "Install the agent"}}}) == \
+        "AddKvmHost: Running · connect-host: host.deploy-agent (task 7/23: Install the agent)"
