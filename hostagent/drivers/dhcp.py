@@ -1,5 +1,6 @@
-"""Flat-network DHCP: one dnsmasq per L3 network on each host, in a network namespace of its
-own, handing each VM NIC the address the control plane gave it.
+"""Flat-network DHCP and DNS: one dnsmasq per L3 network on each host, in a network namespace
+of its own, handing each VM NIC the address the control plane gave it, and answering the VMs'
+host names (forwarding other names to the L3 network's DNS servers) on the server's address.
 
 A NIC in ``vm.create`` / ``vm.start`` args asks for it with a ``dhcp`` object; the NIC's
 ``ip`` is the address handed out to its ``mac``::
@@ -10,25 +11,34 @@ A NIC in ``vm.create`` / ``vm.start`` args asks for it with a ``dhcp`` object; t
               "serverIp": "10.0.0.2",           # the server's own address (allocated once
               "prefixLength": 24,               #   per L3 network by the control plane)
               "gateway": "10.0.0.1",            # DHCP option router; null: none
-              "dns": ["8.8.8.8"],               # option dns-server; [] or absent: none
-              "dnsDomain": "corp.example",      # option domain-name; null: none
-              "hostname": "web-1"}}             # option hostname for this NIC; null: none
+              "dns": ["8.8.8.8"],               # where other names are forwarded; [] or
+                                                #   absent: only the VMs' names are answered
+              "dnsDomain": "corp.example",      # option domain-name, and the VMs' names are
+                                                #   also answered in it; null: none
+              "hostname": "web-1"}}             # option hostname for this NIC, and its name
+                                                #   in the DNS; null: none
 
 On the host, for agent ``<host>`` (its uuid) and L3 network ``<l3>``:
 
 - network namespace ``aerie-dhcp-<first 8 characters of host>-<l3>``;
 - a veth pair: ``adh<12 hex digits>`` (a digest of host and L3 uuids, so 15 characters at
   most, as Linux requires) in the host's namespace, enslaved to the NIC's bridge, and
-  ``dhcp0`` in the server's namespace, holding ``serverIp/prefixLength``;
-- dnsmasq in that namespace, serving only the listed MACs, its files in
-  ``<state dir>/<host>.dhcp/<l3>/``: ``dnsmasq.conf``, ``hosts`` (``mac,ip[,hostname]``,
-  re-read on SIGHUP), ``leases``, ``dnsmasq.pid``, ``dnsmasq.log``, and ``vms.json``, the
-  index of which VM asked for which entries.
+  ``dhcp0`` in the server's namespace, holding ``serverIp/prefixLength``, with a default
+  route through ``gateway`` (if any) to reach the DNS servers it forwards to;
+- dnsmasq in that namespace, serving DHCP only to the listed MACs and DNS (port 53) on
+  ``serverIp``, which the VMs get as their DNS server; its files in
+  ``<state dir>/<host>.dhcp/<l3>/``: ``dnsmasq.conf``, ``hosts`` (``mac,ip[,hostname]``) and
+  ``dns-hosts`` (``ip hostname.dnsDomain hostname``), both re-read on SIGHUP, ``leases``,
+  ``dnsmasq.pid``, ``dnsmasq.log``, and ``vms.json``, the index of which VM asked for which
+  entries.
 
 Every call converges on what the index says, so it is idempotent and picks up after a
 crash or an agent restart (the running dnsmasq is found by its pid file; a missing
-namespace, veth, address or process is made again). When the last VM of a network goes, its
-dnsmasq, veth pair, namespace and folder go too.
+namespace, veth, address, route or process is made again). dnsmasq is restarted when its
+configuration changed, or to forget a lease no entry holds any more (a removed VM's, whose
+name it would otherwise answer, and whose address it would refuse to the next VM given it,
+until the lease expired); otherwise a SIGHUP has it re-read its hosts files. When the last
+VM of a network goes, its dnsmasq, veth pair, namespace and folder go too.
 """
 from __future__ import annotations
 
@@ -47,7 +57,9 @@ from hostagent.drivers.dnsmasq import (
     HostEntry,
     ServerFiles,
     ServerSettings,
+    held_leases,
     render_conf,
+    render_dns_hosts,
     render_hosts,
 )
 from hostagent.drivers.file_lock import exclusive_lock
@@ -163,12 +175,16 @@ class DhcpServers:
         self._ensure_namespace(server, index)
         conf_changed = _write_if_changed(
             server.files.conf, render_conf(index.settings, SERVER_INTERFACE, server.files))
-        _write_if_changed(server.files.hosts, render_hosts(index.entries()))
+        entries = list(index.entries())
+        _write_if_changed(server.files.hosts, render_hosts(entries))
+        _write_if_changed(server.files.dns_hosts,
+                          render_dns_hosts(entries, index.settings.dns_domain))
         pid = self._dnsmasq.find(server.files)
-        if pid is not None and conf_changed:
-            self._dnsmasq.stop(pid, server.files)
+        if pid is not None and (conf_changed or _leases_to_forget(server.files, entries)):
+            self._dnsmasq.stop(pid, server.files)  # it forgets a lease only when restarted
             pid = None
         if pid is None:
+            _write_if_changed(server.files.leases, held_leases(_leases(server.files), entries))
             self._dnsmasq.start(server.netns, server.files)
         else:
             # Always: a hosts file written just before a crash was never signalled.
@@ -198,6 +214,13 @@ class DhcpServers:
             self._run([*in_netns, "addr", "del", stale, "dev", SERVER_INTERFACE])
         if address not in present:
             self._run([*in_netns, "addr", "add", address, "dev", SERVER_INTERFACE])
+        gateway = index.settings.gateway
+        if gateway != self._default_gateway(server.netns):
+            if gateway:
+                self._run([*in_netns, "route", "replace", "default", "via", gateway, "dev",
+                           SERVER_INTERFACE])
+            else:
+                self._run([*in_netns, "route", "del", "default"])
 
     def _tear_down(self, server: DhcpServer) -> None:
         pid = self._dnsmasq.find(server.files)
@@ -244,6 +267,10 @@ class DhcpServers:
                 found.add(words[words.index("inet") + 1])
         return found
 
+    def _default_gateway(self, netns: str) -> str | None:
+        words = self._run(["ip", "-n", netns, "route", "show", "default"]).split()
+        return words[words.index("via") + 1] if "via" in words else None
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -263,6 +290,18 @@ def _wanted_by_network(nics: Sequence[NicSpec]) -> dict[str, _Wanted]:
         want = wanted.setdefault(dhcp.l3_network_uuid, _Wanted(settings, nic.bridge, []))
         want.entries.append(HostEntry(nic.mac, nic.ip, dhcp.hostname))
     return wanted
+
+
+def _leases(files: ServerFiles) -> str:
+    try:
+        return files.leases.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def _leases_to_forget(files: ServerFiles, entries: list[HostEntry]) -> bool:
+    leases = _leases(files)
+    return held_leases(leases, entries) != leases
 
 
 def _write_if_changed(path: Path, text: str) -> bool:

@@ -1,7 +1,12 @@
-"""dnsmasq as a DHCP server for one L3 network: its files, and its process.
+"""dnsmasq as the DHCP and DNS server of one L3 network: its files, and its process.
 
-dnsmasq drops root for ``nobody`` once started, and reads its hosts file (at start and on
-SIGHUP) as ``nobody``: every folder above that file must be searchable by others.
+It answers the VMs' host names (and ``name.<domain>``) from a hosts file of its own, so a
+name is there as soon as its VM is listed, leased or not. A lease puts its name in the DNS
+too, for as long as dnsmasq keeps it: hence ``held_leases``. Names in the domain that it does
+not know, and plain names, are not forwarded.
+
+dnsmasq drops root for ``nobody`` once started, and reads its hosts files (at start and on
+SIGHUP) as ``nobody``: every folder above those files must be searchable by others.
 """
 from __future__ import annotations
 
@@ -61,6 +66,10 @@ class ServerFiles:
         return self.directory / "hosts"
 
     @property
+    def dns_hosts(self) -> Path:
+        return self.directory / "dns-hosts"
+
+    @property
     def leases(self) -> Path:
         return self.directory / "leases"
 
@@ -80,35 +89,64 @@ def render_conf(settings: ServerSettings, interface: str, files: ServerFiles) ->
         f"interface={interface}",
         "bind-dynamic",  # its own interface only, and survives that interface's readdressing
         "except-interface=lo",
-        "port=0",  # no DNS service: the VMs get the L3 network's DNS servers
         "no-resolv",
         "no-hosts",
+        f"addn-hosts={files.dns_hosts}",
+        "domain-needed",
+        "dhcp-ignore-names",  # a VM cannot claim a name in the DNS by asking for it
         "dhcp-authoritative",
         f"dhcp-range={network.network_address},static,{network.netmask},{LEASE_TIME}",
         f"dhcp-hostsfile={files.hosts}",
         f"dhcp-leasefile={files.leases}",
         f"pid-file={files.pid}",
         f"log-facility={files.log}",
+        f"dhcp-option=option:dns-server,{settings.server_ip}",
+        *(f"server={upstream}" for upstream in settings.dns),
     ]
     if settings.gateway:
         lines.append(f"dhcp-option=option:router,{settings.gateway}")
-    if settings.dns:
-        lines.append(f"dhcp-option=option:dns-server,{','.join(settings.dns)}")
     if settings.dns_domain:
-        lines.append(f"dhcp-option=option:domain-name,{settings.dns_domain}")
+        lines += [f"domain={settings.dns_domain}", f"local=/{settings.dns_domain}/"]
     return "\n".join(lines) + "\n"
 
 
 def render_hosts(entries: Iterable[HostEntry]) -> str:
-    """One ``mac,ip[,hostname]`` line per entry. An address or MAC that a later entry claims
-    again is that entry's (a VM destroyed while this host could not hear of it may still be
-    listed with an address the control plane has since given to another VM)."""
+    """One ``mac,ip[,hostname]`` line per entry (the DHCP hosts file)."""
+    return "".join(entry.line() + "\n" for entry in _current(entries))
+
+
+def render_dns_hosts(entries: Iterable[HostEntry], domain: str | None) -> str:
+    """One ``ip name.domain name`` line per named entry (or ``ip name`` without a domain); a
+    name that a later entry claims again is that entry's."""
+    named = {entry.hostname: entry.ip for entry in _current(entries) if entry.hostname}
+    return "".join(f"{ip} {name}.{domain} {name}\n" if domain else f"{ip} {name}\n"
+                   for name, ip in named.items())
+
+
+def held_leases(leases: str, entries: Iterable[HostEntry]) -> str:
+    """The lines of a leases file (``expiry mac ip name|* client-id|*``) that an entry still
+    holds: its MAC and address, and a name only if it has one. dnsmasq keeps any other lease
+    until it expires: in the DNS under its name, and its address from the next VM given it."""
+    named = {(entry.mac.lower(), entry.ip): bool(entry.hostname) for entry in _current(entries)}
+    kept = []
+    for line in leases.splitlines(keepends=True):
+        fields = line.split()
+        if len(fields) >= 4:
+            has_name = named.get((fields[1].lower(), fields[2]))
+            if has_name or (has_name is False and fields[3] == "*"):
+                kept.append(line)
+    return "".join(kept)
+
+
+def _current(entries: Iterable[HostEntry]) -> list[HostEntry]:
+    """The entries, less those whose address or MAC a later entry claims again (a VM
+    destroyed while this host could not hear of it may still be listed with an address the
+    control plane has since given to another VM)."""
     ordered = list(entries)
     owner_of_ip = {entry.ip: entry for entry in ordered}
     owner_of_mac = {entry.mac.lower(): entry for entry in ordered}
-    kept = [entry for entry in ordered
+    return [entry for entry in ordered
             if owner_of_ip[entry.ip] is entry and owner_of_mac[entry.mac.lower()] is entry]
-    return "".join(entry.line() + "\n" for entry in kept)
 
 
 class Dnsmasq:
@@ -140,7 +178,7 @@ class Dnsmasq:
         return pid if _runs_with(pid, f"--conf-file={files.conf}") else None
 
     def reload(self, pid: int) -> None:
-        """Re-read the hosts file."""
+        """Re-read the hosts files."""
         _signal(pid, signal.SIGHUP)
 
     def stop(self, pid: int, files: ServerFiles) -> None:

@@ -1,8 +1,11 @@
-"""A flat network's DHCP server for real: the agent's DHCP code, run in a "host" network
-namespace with a Linux bridge, starts dnsmasq in a namespace of its own; a "guest" namespace
-on the same bridge runs busybox udhcpc with a VM NIC's MAC and gets exactly that NIC's address
-(and gateway, DNS, domain and hostname); a MAC the agent was not told of gets nothing; the
-last VM's removal leaves no namespace, veth or process behind.
+"""A flat network's DHCP and DNS server for real: the agent's DHCP code, run in a "host"
+network namespace with a Linux bridge, starts dnsmasq in a namespace of its own; a "guest"
+namespace on the same bridge runs busybox udhcpc with a VM NIC's MAC and gets exactly that
+NIC's address (and gateway, domain, hostname, and the server as its DNS server); a MAC the
+agent was not told of gets nothing. Asked from the guest, the server answers the VMs' host
+names (plain and in the domain) as they come and go, and forwards other names through the
+gateway to the network's DNS server (a stub in the host namespace). The last VM's removal
+leaves no namespace, veth or process behind.
 
 The agent's code runs under ``nsenter --net`` (not ``ip netns exec``, whose private mount
 namespace would hide the namespaces it makes from everyone else), in fresh processes, as the
@@ -13,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,8 +37,11 @@ HOST = "e2e0" + uuid.uuid4().hex[4:]
 L3 = uuid.uuid4().hex
 BRIDGE = "br_lab"
 MAC_A, MAC_B, STRANGER = "fa:16:3e:0a:00:01", "fa:16:3e:0a:00:02", "fa:16:3e:0a:00:99"
-DHCP = {"l3NetworkUuid": L3, "serverIp": "10.77.0.2", "prefixLength": 24,
-        "gateway": "10.77.0.1", "dns": ["10.77.0.53", "9.9.9.9"], "dnsDomain": "lab.test"}
+SERVER_IP, GATEWAY, UPSTREAM = "10.77.0.2", "10.77.0.1", "10.88.0.53"  # upstream: off-link
+DHCP = {"l3NetworkUuid": L3, "serverIp": SERVER_IP, "prefixLength": 24,
+        "gateway": GATEWAY, "dns": [UPSTREAM], "dnsDomain": "lab.test"}
+UPSTREAM_ANSWER = "192.0.2.7"  # the stub upstream's answer to every name
+NOERROR, NXDOMAIN = 0, 3
 COMMAND_TIMEOUT = 30
 
 AGENT_SCRIPT = """
@@ -57,6 +65,51 @@ exit 0
 """
 
 
+def dns_query(name: str) -> bytes:
+    """A standard query, recursion desired, for the A record of ``name``."""
+    labels = b"".join(bytes([len(label)]) + label.encode() for label in name.split("."))
+    return struct.pack("!6H", 0xAE1E, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack(
+        "!2H", 1, 1)
+
+
+def skip_name(packet: bytes, at: int) -> int:
+    """Where the (possibly compressed) domain name at ``at`` ends."""
+    while packet[at] and packet[at] < 0xC0:
+        at += packet[at] + 1
+    return at + (2 if packet[at] else 1)
+
+
+def resolve(server: str, name: str) -> tuple[int, list[str]]:
+    """The response code and IPv4 addresses a DNS server answers for ``name``."""
+    query = dns_query(name)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(query, (server, 53))
+        response = sock.recv(4096)
+    flags, answers = struct.unpack("!2xH2xH", response[:8])
+    addresses, at = [], len(query)  # the question is echoed as it was sent
+    for _ in range(answers):
+        at = skip_name(response, at)
+        record_type, length = struct.unpack("!H6xH", response[at:at + 10])
+        if record_type == 1:
+            addresses.append(socket.inet_ntoa(response[at + 10:at + 14]))
+        at += 10 + length
+    return flags & 0xF, addresses
+
+
+def serve_upstream(address: str) -> None:
+    """A DNS server answering every query with UPSTREAM_ANSWER."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((address, 53))
+        while True:
+            query, client = sock.recvfrom(4096)
+            question = query[12:skip_name(query, 12) + 4]  # not the additional records
+            answer = struct.pack("!3HIH", 0xC00C, 1, 1, 0, 4) + socket.inet_aton(
+                UPSTREAM_ANSWER)
+            sock.sendto(query[:2] + struct.pack("!5H", 0x8180, 1, 1, 0, 0) + question + answer,
+                        client)
+
+
 def missing_tools() -> list[str]:
     return [tool for tool in ("ip", "nsenter", "busybox", "dnsmasq")
             if shutil.which(tool, path=os.pathsep.join([os.environ.get("PATH", ""),
@@ -69,8 +122,10 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+def sh(*argv: str, check: bool = True,
+       cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+                          cwd=cwd)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr}")
     return done
@@ -135,6 +190,14 @@ class Lab:
         values = Path(f"{out}.{interface}").read_text().splitlines()
         return dict(line.split("=", 1) for line in values if "=" in line), took
 
+    def resolve(self, name: str) -> tuple[int, list[str]]:
+        """Ask the DHCP server's DNS for ``name`` from the guest namespace."""
+        done = sh("ip", "netns", "exec", self.guest_netns, sys.executable, "-c",
+                  "import json, sys; from tests.e2e.test_agent_dhcp import resolve; "
+                  "print(json.dumps(resolve(*sys.argv[1:])))", SERVER_IP, name, cwd=REPO)
+        code, addresses = json.loads(done.stdout)
+        return code, addresses
+
     def dnsmasq_pid(self) -> int | None:
         try:
             pid = int((self.server_dir / "dnsmasq.pid").read_text())
@@ -167,7 +230,19 @@ def lab() -> Iterator[Lab]:
         sh("ip", "netns", "add", lab.guest_netns)
         sh("ip", "-n", lab.host_netns, "link", "add", BRIDGE, "type", "bridge")
         sh("ip", "-n", lab.host_netns, "link", "set", "dev", BRIDGE, "up")
-        yield lab
+        # The host namespace is the network's gateway, and holds its upstream DNS server.
+        sh("ip", "-n", lab.host_netns, "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
+        sh("ip", "-n", lab.host_netns, "link", "set", "dev", "lo", "up")
+        sh("ip", "-n", lab.host_netns, "addr", "add", f"{UPSTREAM}/32", "dev", "lo")
+        upstream = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{lab.host_netns}", sys.executable, "-c",
+             "import sys; from tests.e2e.test_agent_dhcp import serve_upstream; "
+             "serve_upstream(sys.argv[1])", UPSTREAM], cwd=REPO)
+        try:
+            yield lab
+        finally:
+            upstream.kill()
+            upstream.wait()
     finally:
         pid = lab.dnsmasq_pid()  # a failed test may leave the server running
         if pid is not None:
@@ -182,7 +257,7 @@ def nic(mac: str, ip: str, hostname: str | None) -> dict:
             "dhcp": {**DHCP, "hostname": hostname}}
 
 
-def test_a_guest_gets_its_nics_address_from_the_hosts_dhcp_server(lab):
+def test_a_guest_gets_its_nics_address_and_names_from_the_hosts_dhcp_server(lab):
     vm_a, vm_b = uuid.uuid4().hex, uuid.uuid4().hex
     lab.guest_nic("eth0", MAC_A)
     lab.guest_nic("eth1", MAC_B)
@@ -194,9 +269,20 @@ def test_a_guest_gets_its_nics_address_from_the_hosts_dhcp_server(lab):
     lease, lease_seconds = lab.lease("eth0")
     assert lease is not None, (lab.server_dir / "dnsmasq.log").read_text()
     assert (lease["ip"], lease["subnet"], lease["router"], lease["serverid"]) == (
-        "10.77.0.23", "255.255.255.0", "10.77.0.1", "10.77.0.2")
-    assert lease["dns"].split() == ["10.77.0.53", "9.9.9.9"]
+        "10.77.0.23", "255.255.255.0", GATEWAY, SERVER_IP)
+    assert lease["dns"].split() == [SERVER_IP]
     assert (lease["domain"], lease["hostname"]) == ("lab.test", "web-1")
+
+    sh("ip", "-n", lab.guest_netns, "addr", "add", "10.77.0.23/24", "dev", "eth0")
+    started = time.monotonic()
+    assert lab.resolve("web-1") == (NOERROR, ["10.77.0.23"])
+    first_answer = time.monotonic() - started
+    assert lab.resolve("web-1.lab.test") == (NOERROR, ["10.77.0.23"])
+    # Unknown names in the domain, and plain names, are not forwarded.
+    assert lab.resolve("nobody.lab.test")[0] == NXDOMAIN
+    assert lab.resolve("nobody")[0] == NXDOMAIN
+    # Other names go to the network's DNS server, through the gateway.
+    assert lab.resolve("www.example.org") == (NOERROR, [UPSTREAM_ANSWER])
 
     # A restarted agent asking again: the same dnsmasq serves on.
     lab.agent("update", vm_a, [nic(MAC_A, "10.77.0.23", "web-1")])
@@ -208,14 +294,32 @@ def test_a_guest_gets_its_nics_address_from_the_hosts_dhcp_server(lab):
     assert second is not None and second["ip"] == "10.77.0.24" and "hostname" not in second
     stranger, _ = lab.lease("eth2", attempts=2)
     assert stranger is None  # static mappings only
-
-    lab.agent("remove", vm_a, [])
+    # It is given a name: answered at once, by the same server.
+    lab.agent("update", vm_b, [nic(MAC_B, "10.77.0.24", "db")])
+    assert lab.resolve("db.lab.test") == (NOERROR, ["10.77.0.24"])
     assert lab.dnsmasq_pid() == pid
+
+    # Its removal makes dnsmasq forget its lease (only a restart does): its name goes at
+    # once, and its address can be handed to the next VM given it.
+    forget_seconds = lab.agent("remove", vm_a, [])
+    pid = lab.dnsmasq_pid()
+    assert pid is not None
+    assert lab.resolve("web-1")[0] == NXDOMAIN
+    assert lab.resolve("web-1.lab.test")[0] == NXDOMAIN
+    assert lab.resolve("db") == (NOERROR, ["10.77.0.24"])
+    vm_c = uuid.uuid4().hex
+    lab.agent("update", vm_c, [nic(STRANGER, "10.77.0.23", None)])
+    reused, _ = lab.lease("eth2")
+    assert reused is not None and reused["ip"] == "10.77.0.23"
+    assert lab.dnsmasq_pid() == pid  # no lease to forget: a reload
+
     lab.agent("remove", vm_b, [])
+    lab.agent("remove", vm_c, [])
     assert not is_dnsmasq(pid)
     assert lab.server_netns not in lab.namespaces()
     links = sh("ip", "-n", lab.host_netns, "-o", "link", "show").stdout
     assert "adh" not in links, links  # the veth went with the server
     assert not lab.server_dir.exists()
     print(f"\nDHCP server up in {server_up:.2f} s (fresh process, namespace, veth, dnsmasq); "
-          f"first lease in {lease_seconds:.2f} s")
+          f"first lease in {lease_seconds:.2f} s; first name answered in {first_answer:.2f} s "
+          f"(with a fresh Python); a leased VM removed in {forget_seconds:.2f} s")

@@ -1,6 +1,7 @@
-"""Flat-network DHCP servers on a host, against a fake `ip` and a fake dnsmasq: the namespace,
-veth pair, address and process each network gets, the hosts file its dnsmasq reads, and what
-a second call, another VM, a destroy, a settings change or an agent restart does."""
+"""Flat-network DHCP and DNS servers on a host, against a fake `ip` and a fake dnsmasq: the
+namespace, veth pair, address, route and process each network gets, the hosts files its
+dnsmasq reads, the leases it is made to forget, and what a second call, another VM, a destroy,
+a settings change or an agent restart does."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,8 @@ from hostagent.drivers.dnsmasq import (
     Dnsmasq,
     HostEntry,
     ServerFiles,
+    held_leases,
+    render_dns_hosts,
     render_hosts,
 )
 from hostagent.drivers.shell import CommandFailed
@@ -48,6 +51,7 @@ class FakeIp:
     def __init__(self, bridges: set[str]) -> None:
         self.namespaces: set[str] = set()
         self.links: dict[tuple[str | None, str], Link] = {(None, b): Link(None) for b in bridges}
+        self.gateways: dict[str, str] = {}  # a namespace's default route
         self.calls: list[list[str]] = []
 
     def __call__(self, argv) -> str:
@@ -66,6 +70,7 @@ class FakeIp:
             case ["netns", "del", name]:
                 self.namespaces.remove(name)
                 self.links = {k: v for k, v in self.links.items() if k[0] != name}
+                self.gateways.pop(name, None)
             case ["link", "show", "dev", name]:
                 self._link(argv, netns, name)
             case ["link", "add", name, "type", "veth", "peer", "name", peer, "netns", peer_ns]:
@@ -89,6 +94,15 @@ class FakeIp:
                 self._link(argv, netns, name).addresses.append(address)
             case ["addr", "del", address, "dev", name]:
                 self._link(argv, netns, name).addresses.remove(address)
+            case ["route", "show", "default"]:
+                gateway = self.gateways.get(netns)
+                return f"default via {gateway} dev dhcp0 \n" if gateway else ""
+            case ["route", "replace", "default", "via", gateway, "dev", name]:
+                assert netns is not None and self._link(argv, netns, name).addresses
+                self.gateways[netns] = gateway
+            case ["route", "del", "default"]:
+                assert netns is not None
+                del self.gateways[netns]
             case _:
                 raise AssertionError(f"unexpected command {argv}")
         return ""
@@ -103,6 +117,7 @@ class FakeIp:
         """The host restarted: namespaces and veths are gone, bridges are made again."""
         self.namespaces.clear()
         self.links = {k: v for k, v in self.links.items() if v.peer is None}
+        self.gateways.clear()
 
     def made(self) -> list[list[str]]:
         """The commands that changed something (not the ones that only looked)."""
@@ -119,7 +134,7 @@ class FakeDnsmasq(Dnsmasq):
         self._next_pid = 100
 
     def start(self, netns: str, files: ServerFiles) -> int:
-        assert files.conf.exists() and files.hosts.exists()
+        assert files.conf.exists() and files.hosts.exists() and files.dns_hosts.exists()
         self._next_pid += 1
         self.running[files.conf] = self._next_pid
         self.events.append(("start", netns))
@@ -164,20 +179,26 @@ def test_the_first_vm_gets_a_namespace_a_veth_on_its_bridge_and_a_dnsmasq(host, 
         ["ip", "-n", NETNS, "link", "set", "dev", "lo", "up"],
         ["ip", "-n", NETNS, "link", "set", "dev", "dhcp0", "up"],
         ["ip", "-n", NETNS, "addr", "add", "10.0.0.2/24", "dev", "dhcp0"],
+        ["ip", "-n", NETNS, "route", "replace", "default", "via", "10.0.0.1", "dev", "dhcp0"],
     ]
     assert dnsmasq.events == [("start", NETNS)]
     folder = tmp_path / "state" / f"{HOST}.dhcp" / L3
     assert (folder / "hosts").read_text() == "fa:16:3e:00:00:01,10.0.0.23,web-1\n"
+    assert (folder / "dns-hosts").read_text() == "10.0.0.23 web-1.corp.test web-1\n"
     conf = (folder / "dnsmasq.conf").read_text().splitlines()
-    for line in ("interface=dhcp0", "bind-dynamic", "port=0", "no-resolv",
+    for line in ("interface=dhcp0", "bind-dynamic", "no-resolv", "no-hosts",
+                 f"addn-hosts={folder}/dns-hosts", "domain-needed", "dhcp-ignore-names",
                  "dhcp-range=10.0.0.0,static,255.255.255.0,1h",
                  f"dhcp-hostsfile={folder}/hosts", f"dhcp-leasefile={folder}/leases",
                  f"pid-file={folder}/dnsmasq.pid",
                  "dhcp-option=option:router,10.0.0.1",
-                 "dhcp-option=option:dns-server,8.8.8.8,1.1.1.1",
-                 "dhcp-option=option:domain-name,corp.test"):
+                 "dhcp-option=option:dns-server,10.0.0.2",  # itself: it serves the DNS
+                 "server=8.8.8.8", "server=1.1.1.1",
+                 "domain=corp.test", "local=/corp.test/"):
         assert line in conf
-    assert (folder / "hosts").stat().st_mode & 0o777 == 0o644  # dnsmasq reads it as nobody
+    assert not [line for line in conf if line.startswith("port=")]  # DNS on port 53
+    for name in ("hosts", "dns-hosts"):  # dnsmasq reads them as nobody
+        assert (folder / name).stat().st_mode & 0o777 == 0o644
     index = json.loads((folder / "vms.json").read_text())
     assert index["vms"] == {VM_A: [{"mac": "fa:16:3e:00:00:01", "ip": "10.0.0.23",
                                     "hostname": "web-1"}]}
@@ -204,9 +225,12 @@ def test_a_second_vm_is_added_by_a_reload_and_destroys_remove_entries_then_every
     servers.update_vm(VM_A, [nic("fa:16:3e:00:00:01", "10.0.0.23")])
     servers.update_vm(VM_B, [nic("fa:16:3e:00:00:02", "10.0.0.24", hostname="db")])
     hosts = tmp_path / "state" / f"{HOST}.dhcp" / L3 / "hosts"
+    dns_hosts = hosts.with_name("dns-hosts")
     assert hosts.read_text() == "fa:16:3e:00:00:01,10.0.0.23\nfa:16:3e:00:00:02,10.0.0.24,db\n"
+    assert dns_hosts.read_text() == "10.0.0.24 db.corp.test db\n"
     servers.remove_vm(VM_A)
     assert hosts.read_text() == "fa:16:3e:00:00:02,10.0.0.24,db\n"
+    assert dns_hosts.read_text() == "10.0.0.24 db.corp.test db\n"
     assert dnsmasq.events == [("start", NETNS), ("reload", "101"), ("reload", "101")]
     servers.remove_vm(VM_B)
     assert dnsmasq.events[-1] == ("stop", "101") and dnsmasq.running == {}
@@ -220,16 +244,77 @@ def test_a_second_vm_is_added_by_a_reload_and_destroys_remove_entries_then_every
     assert len(ip.calls) == calls
 
 
-def test_changed_settings_restart_dnsmasq_and_readdress_its_interface(host, tmp_path):
+def test_a_named_vm_is_answered_by_name_until_it_goes(host, tmp_path):
+    _, dnsmasq, servers = host
+    servers.update_vm(VM_A, [nic("fa:16:3e:00:00:01", "10.0.0.23", hostname="web-1")])
+    servers.update_vm(VM_B, [nic("fa:16:3e:00:00:02", "10.0.0.24")])
+    dns_hosts = tmp_path / "state" / f"{HOST}.dhcp" / L3 / "dns-hosts"
+    assert dns_hosts.read_text() == "10.0.0.23 web-1.corp.test web-1\n"
+    servers.update_vm(VM_B, [nic("fa:16:3e:00:00:02", "10.0.0.24", hostname="db")])
+    assert dns_hosts.read_text() == ("10.0.0.23 web-1.corp.test web-1\n"
+                                     "10.0.0.24 db.corp.test db\n")
+    servers.remove_vm(VM_A)
+    assert dns_hosts.read_text() == "10.0.0.24 db.corp.test db\n"
+    assert dnsmasq.events == [("start", NETNS)] + [("reload", "101")] * 3  # no lease held
+
+
+def test_a_lease_no_vm_holds_any_more_is_forgotten_by_a_restart(host, tmp_path):
+    _, dnsmasq, servers = host
+    servers.update_vm(VM_A, [nic("fa:16:3e:00:00:01", "10.0.0.23", hostname="web-1")])
+    servers.update_vm(VM_B, [nic("fa:16:3e:00:00:02", "10.0.0.24")])
+    leases = tmp_path / "state" / f"{HOST}.dhcp" / L3 / "leases"
+    leases.write_text("1795584442 fa:16:3e:00:00:02 10.0.0.24 * 01:fa:16:3e:00:00:02\n"
+                      "1795584441 fa:16:3e:00:00:01 10.0.0.23 web-1 *\n")
+    servers.update_vm(VM_B, [nic("fa:16:3e:00:00:02", "10.0.0.24")])  # both held: a reload
+    assert dnsmasq.events[-1] == ("reload", "101")
+    servers.remove_vm(VM_A)  # dnsmasq would answer web-1, and keep 10.0.0.23 from others
+    assert dnsmasq.events[-2:] == [("stop", "101"), ("start", NETNS)]
+    assert leases.read_text() == "1795584442 fa:16:3e:00:00:02 10.0.0.24 * 01:fa:16:3e:00:00:02\n"
+
+
+def test_leases_are_held_by_their_entrys_mac_and_address_and_a_name_only_if_it_has_one():
+    entries = [HostEntry("FA:16:3E:00:00:01", "10.0.0.5", "web"),
+               HostEntry("fa:16:3e:00:00:02", "10.0.0.6")]
+    held = ("1 fa:16:3e:00:00:01 10.0.0.5 web 01:fa:16:3e:00:00:01\n"
+            "2 fa:16:3e:00:00:01 10.0.0.5 * *\n"
+            "3 fa:16:3e:00:00:02 10.0.0.6 * *\n")
+    not_held = ("4 fa:16:3e:00:00:02 10.0.0.6 web *\n"  # renamed to nothing: the name goes
+                "5 fa:16:3e:00:00:01 10.0.0.7 web *\n"  # its address changed
+                "6 fa:16:3e:00:00:09 10.0.0.5 * *\n"  # another MAC: a destroyed VM's
+                "garbage\n")
+    assert held_leases(held + not_held, entries) == held
+    assert held_leases("", entries) == ""
+
+
+def test_a_name_a_later_entry_claims_again_is_its_and_without_a_domain_names_are_plain():
+    entries = [HostEntry("fa:16:3e:00:00:01", "10.0.0.5", "web"),
+               HostEntry("fa:16:3e:00:00:02", "10.0.0.6", "db"),
+               HostEntry("fa:16:3e:00:00:03", "10.0.0.7", "web"),
+               HostEntry("fa:16:3e:00:00:04", "10.0.0.8")]
+    assert render_dns_hosts(entries, None) == "10.0.0.7 web\n10.0.0.6 db\n"
+    assert render_dns_hosts(entries, "a.test") == "10.0.0.7 web.a.test web\n10.0.0.6 db.a.test db\n"
+
+
+def test_changed_settings_restart_dnsmasq_and_readdress_and_reroute_its_interface(
+        host, tmp_path):
     ip, dnsmasq, servers = host
     servers.update_vm(VM_A, [nic("fa:16:3e:00:00:01", "10.0.0.23")])
     moved = NicSpec("n1", "fa:16:3e:00:00:01", "br_eth0", 0, ip="10.0.0.23",
-                    dhcp=DhcpSpec(L3, "10.0.0.3", 24, "10.0.0.1", ("9.9.9.9",)))
+                    dhcp=DhcpSpec(L3, "10.0.0.3", 24, "10.0.0.254", ("9.9.9.9",),
+                                  hostname="web-1"))
     servers.update_vm(VM_A, [moved])
     assert dnsmasq.events == [("start", NETNS), ("stop", "101"), ("start", NETNS)]
     assert ip.links[(NETNS, "dhcp0")].addresses == ["10.0.0.3/24"]
-    conf = (tmp_path / "state" / f"{HOST}.dhcp" / L3 / "dnsmasq.conf").read_text()
-    assert "dhcp-option=option:dns-server,9.9.9.9\n" in conf and "domain-name" not in conf
+    assert ip.gateways == {NETNS: "10.0.0.254"}
+    folder = tmp_path / "state" / f"{HOST}.dhcp" / L3
+    conf = (folder / "dnsmasq.conf").read_text().splitlines()
+    assert {"dhcp-option=option:dns-server,10.0.0.3", "server=9.9.9.9"} <= set(conf)
+    assert not [line for line in conf if line.startswith(("server=8", "domain=", "local="))]
+    assert (folder / "dns-hosts").read_text() == "10.0.0.23 web-1\n"  # no domain now
+    servers.update_vm(VM_A, [NicSpec("n1", "fa:16:3e:00:00:01", "br_eth0", 0, ip="10.0.0.23",
+                                     dhcp=DhcpSpec(L3, "10.0.0.3", 24))])
+    assert ip.gateways == {}  # no gateway, no route
+    assert "option:router" not in (folder / "dnsmasq.conf").read_text()
 
 
 def test_a_nic_moved_to_another_network_leaves_the_old_one(host):
@@ -258,6 +343,7 @@ def test_after_an_agent_restart_the_running_server_is_found_and_after_a_reboot_r
         VM_B, [nic("fa:16:3e:00:00:02", "10.0.0.24")])
     assert ip.namespaces == {NETNS} and dnsmasq.events[-1] == ("start", NETNS)
     assert ip.links[(NETNS, "dhcp0")].addresses == ["10.0.0.2/24"]
+    assert ip.gateways == {NETNS: "10.0.0.1"}
     hosts = (tmp_path / "state" / f"{HOST}.dhcp" / L3 / "hosts").read_text()
     assert hosts == "fa:16:3e:00:00:01,10.0.0.23\nfa:16:3e:00:00:02,10.0.0.24\n"
 
