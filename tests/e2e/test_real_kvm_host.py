@@ -80,6 +80,7 @@ class Site:
     l3: str
     offering: str
     storage_dir: Path
+    tasks_dir: Path
 
     @property
     def host(self) -> NetnsHost:
@@ -130,12 +131,15 @@ def site(tmp_path_factory) -> Iterator[Site]:
         extra_vars.write_text(json.dumps({
             "aerie_agent_home": home, "aerie_libvirt_uri": f"qemu:///embed?root={home}/libvirt",
             "aerie_domain_type": "qemu"}))
+        tasks_dir = tmp / "site.d"  # the operator's task files (none until a test adds one)
+        tasks_dir.mkdir()
         server = Server({"AERIE_DB_URL": f"sqlite:///{tmp / 'cp.db'}",
                          "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                         "AERIE_ANSIBLE_EXTRA_VARS": str(extra_vars)}, tmp,
+                         "AERIE_ANSIBLE_EXTRA_VARS": str(extra_vars),
+                         "AERIE_ANSIBLE_TASKS_DIR": str(tasks_dir)}, tmp,
                         address=hosts.gateway)
         try:
-            yield _build_site(hosts, server, images.url, Path(hosts.root) / "ps")
+            yield _build_site(hosts, server, images.url, Path(hosts.root) / "ps", tasks_dir)
         finally:
             server.process.kill()
             server.process.wait()
@@ -164,7 +168,8 @@ def _kill_processes_under(root: str) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
 
 
-def _build_site(hosts: NetnsHosts, server: Server, image_url: str, storage_dir: Path) -> Site:
+def _build_site(hosts: NetnsHosts, server: Server, image_url: str, storage_dir: Path,
+                tasks_dir: Path) -> Site:
     api = Client(server.url)
     zone = api.do("POST", "/v1/zones", {"name": "real"})["uuid"]
     cluster = api.do("POST", "/v1/clusters", {"zoneUuid": zone, "name": "kvm",
@@ -189,7 +194,7 @@ def _build_site(hosts: NetnsHosts, server: Server, image_url: str, storage_dir: 
         "name": "tiny", "cpuNum": 1, "memorySize": GUEST_MEMORY})["uuid"]
     # The agent's VM list every 2 s: a guest that powers itself off is seen within that.
     api.do("PUT", "/v1/global-configurations/host/ping.interval", {"value": "2"})
-    return Site(hosts, api, server, cluster, image, l3, offering, storage_dir)
+    return Site(hosts, api, server, cluster, image, l3, offering, storage_dir, tasks_dir)
 
 
 def agent_pids(host: NetnsHost) -> list[int]:
@@ -283,6 +288,35 @@ def test_add_a_real_host_and_run_a_real_vm_on_it(site):
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit()
                 and "dnsmasq" in _cmdline(int(pid)) and host["uuid"] in _cmdline(int(pid))]
     phases.print("real KVM host")
+
+
+def test_reconnect_deploys_again_only_when_the_playbook_changed(site):
+    (host,) = _hosts_at(site, site.host.address)  # added by the test above
+    assert host["status"] == "Connected"
+    started = time.monotonic()
+    job = site.api.submit("PUT", f"/v1/hosts/{host['uuid']}/actions/reconnect", within=60)
+    assert job["state"] == "Succeeded", job
+    assert job["result"]["agentPlaybookDigest"] == host["agentPlaybookDigest"]
+    unchanged = time.monotonic() - started
+
+    # The operator adds a task file: the digest changes, and the next reconnect runs the
+    # playbook again (with the new task), restarts the agent with a new token, and ends
+    # when that agent reports.
+    marker = f"{site.hosts.root}/a-{host['uuid'][:8]}/operator-task-ran"
+    (site.tasks_dir / "10-marker.yml").write_text(
+        f"- name: Leave a marker\n  ansible.builtin.copy:\n    dest: {marker}\n"
+        f"    content: \"ran\\n\"\n    mode: \"0644\"\n")
+    before = agent_pids(site.host)
+    started = time.monotonic()
+    job = site.wait_job(site.api.http.put(
+        f"/v1/hosts/{host['uuid']}/actions/reconnect").json()["jobUuid"], ADD_HOST_WITHIN)
+    redeployed = time.monotonic() - started
+    assert job["state"] == "Succeeded", json.dumps(job.get("error"), indent=1)
+    assert job["result"]["status"] == "Connected"
+    assert job["result"]["agentPlaybookDigest"] != host["agentPlaybookDigest"]
+    assert Path(marker).read_text() == "ran\n"
+    assert agent_pids(site.host) and agent_pids(site.host) != before  # a new agent process
+    print(f"\nReconnectHost: {unchanged:.1f}s unchanged, {redeployed:.1f}s redeployed")
 
 
 def test_add_host_at_an_unreachable_address_fails_cleanly(site):
