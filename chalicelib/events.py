@@ -1,17 +1,22 @@
 """Canonical events (``host.status.changed``, ``vm.state.changed`` ...) on an in-process bus.
 
 Subscribers are called after the change is made; one that raises is logged and skipped.
+Events published after commit reach subscribers in commit order, once the committing
+session let go of the database (SQLite's writer turn), so subscribers never hold it up.
 The serverless runtime forwards the same events to EventBridge (a later issue).
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
+
+from chalicelib.db.database import after_release
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ def _unsubscribe(subscriber: Subscriber) -> None:
 
 
 def publish(name: str, payload: dict[str, Any]) -> None:
-    log.info("event %s %s", name, payload)
+    log.debug("event %s %s", name, payload)
     for subscriber in list(_subscribers):
         try:
             subscriber(name, payload)
@@ -44,6 +49,8 @@ def publish(name: str, payload: dict[str, Any]) -> None:
 
 
 _AFTER_COMMIT = "aerie.events.after_commit"
+_committed: deque[tuple[str, dict[str, Any]]] = deque()  # in commit order, not yet published
+_publishing = threading.RLock()  # a subscriber's own commit may publish on the same thread
 
 
 def publish_after_commit(session: Session, name: str, payload: dict[str, Any]) -> None:
@@ -54,8 +61,18 @@ def publish_after_commit(session: Session, name: str, payload: dict[str, Any]) -
 
 @sa_event.listens_for(Session, "after_commit")
 def _publish_committed(session: Session) -> None:
-    for name, payload in session.info.pop(_AFTER_COMMIT, ()):
-        publish(name, payload)
+    pending = session.info.pop(_AFTER_COMMIT, None)
+    if pending:
+        _committed.extend(pending)  # still inside the commit: in commit order
+        after_release(session, _publish_all_committed)
+
+
+def _publish_all_committed() -> None:
+    """Publish every committed event in order; returns once this thread's are published
+    (whichever thread publishes them)."""
+    with _publishing:
+        while _committed:
+            publish(*_committed.popleft())
 
 
 @sa_event.listens_for(Session, "after_rollback")

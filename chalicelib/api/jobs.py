@@ -269,8 +269,7 @@ def _prepare_flow(database: Database, job_uuid: str, op: Operation) -> dict[str,
         job, ctx, request = _job_context(db, job_uuid, op)
         if job.flow_context is not None:
             return json.loads(job.flow_context)
-        if op.validate is not None:
-            op.validate(ctx, request)
+        # No op.validate: that is the submit's check; prepare checks the resource as it is now.
         context = {**op.flow.prepare(ctx, request), "jobUuid": job_uuid}
         job.flow_context = json.dumps(context)
         job.resource_uuid = job.resource_uuid or context.get("resourceUuid")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid as uuid_module
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, update
@@ -95,13 +96,31 @@ def _placement(ctx: Context, zone_uuid: str | None, cluster_uuid: str | None,
     return pinned
 
 
-def prepare_create(ctx: Context, *, name: str, description: str | None,
-                   instance_offering_uuid: str, image_uuid: str, l3_network_uuids: list[str],
-                   default_l3_network_uuid: str | None = None, zone_uuid: str | None = None,
-                   cluster_uuid: str | None = None, host_uuid: str | None = None,
-                   data_disk_offering_uuids: list[str] | None = None,
-                   system_tags: list[str] | None = None,
-                   user_tags: list[str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VmCreation:
+    """A create request checked against the cloud as it is: what the VM is made from."""
+
+    name: str
+    description: str | None
+    offering: InstanceOffering
+    image: Image
+    networks: list[L3Network]
+    default_l3_network_uuid: str
+    disks: list[DiskOffering]
+    pinned: dict[str, str]
+    hostname: str | None
+    system_tags: list[str]
+    user_tags: list[str]
+
+
+def check_create(ctx: Context, *, name: str, description: str | None,
+                 instance_offering_uuid: str, image_uuid: str, l3_network_uuids: list[str],
+                 default_l3_network_uuid: str | None = None, zone_uuid: str | None = None,
+                 cluster_uuid: str | None = None, host_uuid: str | None = None,
+                 data_disk_offering_uuids: list[str] | None = None,
+                 system_tags: list[str] | None = None,
+                 user_tags: list[str] | None = None) -> VmCreation:
+    """Refuse a create that cannot be made (400, 404, 409); changes nothing."""
     offering = get_visible(ctx, InstanceOffering, instance_offering_uuid,
                            field="instanceOfferingUuid")
     _enabled(offering, "instanceOfferingUuid")
@@ -117,27 +136,40 @@ def prepare_create(ctx: Context, *, name: str, description: str | None,
              for uuid in data_disk_offering_uuids or []]
     for disk in disks:
         _enabled(disk, "dataDiskOfferingUuids")
-    pinned = _placement(ctx, zone_uuid, cluster_uuid, host_uuid)
-    hostname = _hostname(system_tags or [])
+    return VmCreation(
+        name=name, description=description, offering=offering, image=image,
+        networks=networks, default_l3_network_uuid=default_l3_network_uuid or networks[0].uuid,
+        disks=disks, pinned=_placement(ctx, zone_uuid, cluster_uuid, host_uuid),
+        hostname=_hostname(system_tags or []), system_tags=system_tags or [],
+        user_tags=user_tags or [])
 
+
+def check_tags(ctx: Context, creation: VmCreation) -> None:
+    """Refuse system tags no plugin defined (400). Tags are checked by applying them, here
+    to a VM never added: the caller rolls back what this put in the session."""
+    apply_tags(ctx, VmInstance(uuid=_new_uuid()), creation.system_tags, creation.user_tags)
+
+
+def prepare_create(ctx: Context, creation: VmCreation) -> dict[str, Any]:
+    offering, image = creation.offering, creation.image
     vm = add_resource(ctx, VmInstance(
-        name=name, description=description, image_uuid=image.uuid,
+        name=creation.name, description=creation.description, image_uuid=image.uuid,
         instance_offering_uuid=offering.uuid, cpu_num=offering.cpu_num,
         cpu_speed=offering.cpu_speed, memory_size=offering.memory_size,
         allocator_strategy=offering.allocator_strategy, platform=image.platform,
         architecture=image.architecture, hypervisor_type="KVM",
-        default_l3_network_uuid=default_l3_network_uuid or networks[0].uuid, state="Created"))
-    apply_tags(ctx, vm, system_tags or [], user_tags or [])
+        default_l3_network_uuid=creation.default_l3_network_uuid, state="Created"))
+    apply_tags(ctx, vm, creation.system_tags, creation.user_tags)
     vm_uuid = vm.uuid  # read before begin() has the row read again
     vm_states.begin(ctx.session, vm_uuid, "create")
     return {
         "resourceUuid": vm_uuid, "vmUuid": vm_uuid, "imageUuid": image.uuid,
-        "l3NetworkUuids": [n.uuid for n in networks], **pinned,
+        "l3NetworkUuids": [n.uuid for n in creation.networks], **creation.pinned,
         # Made now, so a rollback of a step that failed half way knows what to remove.
         "rootVolume": {"uuid": _new_uuid(), "size": image.size},
         "dataVolumes": [{"uuid": _new_uuid(), "size": d.disk_size, "diskOfferingUuid": d.uuid}
-                        for d in disks],
-        **({"hostname": hostname} if hostname else {}),
+                        for d in creation.disks],
+        **({"hostname": creation.hostname} if creation.hostname else {}),
     }
 
 

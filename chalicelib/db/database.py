@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Engine, create_engine, event
@@ -33,6 +33,20 @@ def make_engine(url: str) -> Engine:
     )
 
 
+_AFTER_RELEASE = "aerie.db.after_release"
+
+
+def after_release(session: Session, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once ``session``'s block has ended and let go of SQLite's writer
+    turn (at once for a session no :class:`Database` made): for work that must follow a
+    commit but need not hold up the next writer."""
+    callbacks = session.info.get(_AFTER_RELEASE)
+    if callbacks is None:
+        callback()
+    else:
+        callbacks.append(callback)
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -52,6 +66,7 @@ class Database:
             yield shared
             return
         session = self._sessions()
+        session.info[_AFTER_RELEASE] = callbacks = []
         try:
             with self._turn:  # from the first statement to the end of the transaction
                 try:
@@ -62,6 +77,8 @@ class Database:
                     raise
         finally:
             session.close()
+            for callback in callbacks:
+                callback()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -37,9 +37,17 @@ class StopVmInstanceRequest(UuidRequest):
         "grace", description="grace: ask the guest to shut down; cold: power it off")
 
 
+def _check_create(ctx: Context, r: CreateVmInstanceRequest) -> vms.VmCreation:
+    return vms.check_create(ctx, **r.fields(), system_tags=r.system_tags,
+                            user_tags=r.user_tags)
+
+
+def _validate_create(ctx: Context, r: CreateVmInstanceRequest) -> None:
+    vms.check_tags(ctx, _check_create(ctx, r))
+
+
 def _prepare_create(ctx: Context, r: CreateVmInstanceRequest) -> dict[str, Any]:
-    return vms.prepare_create(ctx, **r.fields(), system_tags=r.system_tags,
-                              user_tags=r.user_tags)
+    return vms.prepare_create(ctx, _check_create(ctx, r))
 
 
 def _prepare_stop(ctx: Context, r: StopVmInstanceRequest) -> dict[str, Any]:
@@ -58,6 +66,7 @@ OPERATIONS = [
     Operation("CreateVmInstance", "POST", PATH, CreateVmInstanceRequest, _prepare_create,
               "Create a VM from an image and an instance offering, with a NIC on each L3 "
               "network, and start it", asynchronous=True, resource="VmInstance",
+              validate=_validate_create,
               flow=FlowBinding("create-vm", _prepare_create, vms.settle_create), tags=(TAG,)),
     *[op for op in resource_operations(VmInstance, PATH, tag=TAG, sync_kind="vm")
       if not op.name.startswith("Delete")],
