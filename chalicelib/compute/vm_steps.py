@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from chalicelib.agents.protocol import (
@@ -49,7 +49,7 @@ from chalicelib.db.models import (
 )
 from chalicelib.errors import InvalidState
 from chalicelib.flows import AgentCommandRequest, FlowContext, StepEnv, agent_step, step
-from chalicelib.network.dhcp import dhcp_spec
+from chalicelib.network.dhcp import FLAT_L2_TYPE, flat_dhcp_spec
 from chalicelib.network.ip_allocation import add_nic, release_nic
 from chalicelib.storage.backup_selection import select_backup_storage
 
@@ -74,10 +74,10 @@ def _zone_of(db: Session, ctx: FlowContext) -> str:
     return db.scalar(_ZONE_OF_L3, {"l3": ctx["l3NetworkUuids"][0]})
 
 
-def bridge_name(l2: L2Network) -> str:
+def bridge_name(physical_interface: str, vlan: int | None) -> str:
     """The Linux bridge an L2 network is on a host: ``br_<interface>[_<vlan>]`` (ZStack's)."""
-    interface = l2.physical_interface.replace(".", "_")
-    return f"br_{interface}_{l2.vlan}" if l2.vlan is not None else f"br_{interface}"
+    interface = physical_interface.replace(".", "_")
+    return f"br_{interface}_{vlan}" if vlan is not None else f"br_{interface}"
 
 
 def volume_path(storage: PrimaryStorage | ChosenStorage, vm_uuid: str, volume_uuid: str) -> str:
@@ -248,38 +248,53 @@ def _volume_files(db: Session, vm_uuid: str, host_uuid: str | None) -> AgentComm
     return AgentCommandRequest(host_uuid or "", VOLUMES_DELETE, args)
 
 
+_NICS = select(
+    VmNic.uuid, VmNic.mac, VmNic.device_id, VmNic.ip, VmNic.netmask, VmNic.gateway,
+    L3Network.uuid.label("l3_uuid"), L3Network.dns_domain, L2Network.physical_interface,
+    L2Network.vlan, L2Network.type.label("l2_type"),
+).join(L3Network, L3Network.uuid == VmNic.l3_network_uuid).join(
+    L2Network, L2Network.uuid == L3Network.l2_network_uuid,
+).where(VmNic.vm_instance_uuid == bindparam("vm")).order_by(VmNic.device_id)
+_VOLUME_FILES = select(
+    Volume.uuid, Volume.install_path, Volume.format, Volume.device_id,
+).where(Volume.vm_instance_uuid == bindparam("vm"), Volume.install_path.is_not(None)
+        ).order_by(Volume.device_id)
+_SYSTEM_TAGS = select(SystemTag.tag).where(SystemTag.resource_uuid == bindparam("vm"))
+
+
 def vm_spec(db: Session, vm: VmInstance) -> dict[str, Any]:
     """The VM as the agent's ``vm.create`` (and ``vm.start``) reads it; a NIC on a flat
     network also names the DHCP server that hands it its address on the host."""
     hostname = _hostname_of(db, vm.uuid)
-    nics = db.execute(
-        select(VmNic, L3Network, L2Network)
-        .join(L3Network, L3Network.uuid == VmNic.l3_network_uuid)
-        .join(L2Network, L2Network.uuid == L3Network.l2_network_uuid)
-        .where(VmNic.vm_instance_uuid == vm.uuid).order_by(VmNic.device_id)).all()
     spec = {"uuid": vm.uuid, "name": vm.name, "cpuNum": vm.cpu_num,
             "memorySize": vm.memory_size,
             "volumes": [{"uuid": v.uuid, "path": v.install_path, "format": v.format,
-                         "deviceId": v.device_id} for v in _volumes_on_host(db, vm.uuid)],
-            "nics": [_nic_spec(db, nic, l3, l2, hostname) for nic, l3, l2 in nics]}
+                         "deviceId": v.device_id}
+                        for v in db.execute(_VOLUME_FILES, {"vm": vm.uuid})],
+            "nics": [_nic_spec(db, nic, hostname)
+                     for nic in db.execute(_NICS, {"vm": vm.uuid})]}
     if hostname:
         spec["hostname"] = hostname
     return spec
 
 
-def _nic_spec(db: Session, nic: VmNic, l3: L3Network, l2: L2Network,
-              hostname: str | None) -> dict[str, Any]:
-    spec = {"uuid": nic.uuid, "mac": nic.mac, "bridge": bridge_name(l2),
-            "physicalInterface": l2.physical_interface, "vlan": l2.vlan,
+def _nic_spec(db: Session, nic: Row[Any], hostname: str | None) -> dict[str, Any]:
+    """``nic``: a row of ``_NICS``."""
+    spec = {"uuid": nic.uuid, "mac": nic.mac,
+            "bridge": bridge_name(nic.physical_interface, nic.vlan),
+            "physicalInterface": nic.physical_interface, "vlan": nic.vlan,
             "deviceId": nic.device_id, "ip": nic.ip}
-    dhcp = dhcp_spec(db, nic, l3, l2, hostname if nic.device_id == 0 else None)
+    dhcp = None if nic.l2_type != FLAT_L2_TYPE else flat_dhcp_spec(
+        db, l3_network_uuid=nic.l3_uuid, dns_domain=nic.dns_domain, ip=nic.ip,
+        netmask=nic.netmask, gateway=nic.gateway,
+        hostname=hostname if nic.device_id == 0 else None)
     if dhcp is not None:
         spec["dhcp"] = dhcp
     return spec
 
 
 def _hostname_of(db: Session, vm_uuid: str) -> str | None:
-    for tag in db.scalars(select(SystemTag.tag).where(SystemTag.resource_uuid == vm_uuid)):
+    for tag in db.scalars(_SYSTEM_TAGS, {"vm": vm_uuid}):
         found = HOSTNAME_TAG.regex.match(tag)
         if found:
             return found["hostname"]

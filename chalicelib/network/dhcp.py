@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from chalicelib.db.models import IpRange, L2Network, L3Network, UsedIp, VmNic
+from chalicelib.db.models import IpRange, L2Network, L3Network, L3NetworkDns, UsedIp, VmNic
 from chalicelib.errors import Conflict, InvalidArgument
 from chalicelib.network.ip_allocation import allocate_ip, release_ip
 
@@ -64,18 +64,52 @@ def dhcp_spec(db: Session, nic: VmNic, l3: L3Network, l2: L2Network,
               hostname: str | None = None) -> dict[str, Any] | None:
     """The NIC's ``dhcp`` object for the agent, or None when its network has no DHCP server
     on the hosts (not a flat network) or the NIC has no address to hand out."""
-    if l2.type != FLAT_L2_TYPE or nic.ip is None or nic.netmask is None:
+    if l2.type != FLAT_L2_TYPE:
         return None
-    return {"l3NetworkUuid": l3.uuid, "serverIp": dhcp_server_ip(db, l3.uuid),
-            "prefixLength": IPv4Network(f"0.0.0.0/{nic.netmask}").prefixlen,
-            "gateway": nic.gateway, "dns": [d.dns for d in l3.dns if _is_ipv4(d.dns)],
-            "dnsDomain": l3.dns_domain, "hostname": hostname}
+    return flat_dhcp_spec(db, l3_network_uuid=l3.uuid, dns_domain=l3.dns_domain, ip=nic.ip,
+                          netmask=nic.netmask, gateway=nic.gateway, hostname=hostname)
+
+
+_DNS = select(L3NetworkDns.dns).where(
+    L3NetworkDns.l3_network_uuid == bindparam("l3")).order_by(L3NetworkDns.create_date)
+
+
+def flat_dhcp_spec(db: Session, *, l3_network_uuid: str, dns_domain: str | None,
+                   ip: str | None, netmask: str | None, gateway: str | None,
+                   hostname: str | None) -> dict[str, Any] | None:
+    """:func:`dhcp_spec` of a NIC on a flat network, from its columns; None without an
+    address to hand out."""
+    if ip is None or netmask is None:
+        return None
+    return {"l3NetworkUuid": l3_network_uuid,
+            "serverIp": dhcp_server_ip(db, l3_network_uuid),
+            "prefixLength": IPv4Network(f"0.0.0.0/{netmask}").prefixlen,
+            "gateway": gateway,
+            "dns": [d for d in db.scalars(_DNS, {"l3": l3_network_uuid}) if _is_ipv4(d)],
+            "dnsDomain": dns_domain, "hostname": hostname}
+
+
+_RECORDED = select(UsedIp.ip).where(
+    UsedIp.l3_network_uuid == bindparam("l3"), UsedIp.use_for == DHCP_USE,
+).order_by(UsedIp.create_date, UsedIp.uuid).limit(1)
+# Looked up by the (L3 network, address) unique key, not by scanning the network's addresses.
+_STILL_RECORDED = select(UsedIp.ip).where(
+    UsedIp.l3_network_uuid == bindparam("l3"), UsedIp.ip == bindparam("ip"),
+    UsedIp.use_for == DHCP_USE)
+# The address each L3 network's server was last seen to have; checked on every use, since
+# it can be released (and its transaction may not have committed).
+_last_seen: dict[str, str] = {}
 
 
 def _recorded(db: Session, l3_network_uuid: str) -> str | None:
-    return db.scalar(select(UsedIp.ip).where(UsedIp.l3_network_uuid == l3_network_uuid,
-                                             UsedIp.use_for == DHCP_USE)
-                     .order_by(UsedIp.create_date, UsedIp.uuid).limit(1))
+    seen = _last_seen.get(l3_network_uuid)
+    if seen is not None and db.scalar(_STILL_RECORDED,
+                                      {"l3": l3_network_uuid, "ip": seen}) is not None:
+        return seen
+    found = db.scalar(_RECORDED, {"l3": l3_network_uuid})
+    if found is not None:
+        _last_seen[l3_network_uuid] = found
+    return found
 
 
 def _free_from_the_top(db: Session, l3_network_uuid: str) -> Iterator[str]:
