@@ -107,8 +107,12 @@ def change_state(session: Session, vm_uuid: str, state: str, *,
     state, or changed while this ran."""
     if state not in VM_STATES:
         raise ValueError(f"{state!r} is not a VM state")
-    vm = _read_in(session, vm_uuid, expected)
-    previous = vm.state
+    return _move(session, _read_in(session, vm_uuid, expected), state)
+
+
+def _move(session: Session, vm: VmInstance, state: str) -> str:
+    """Set the state of ``vm`` (as just read); the state it left."""
+    vm_uuid, previous = vm.uuid, vm.state
     host_uuid = _host_after(previous, vm.host_uuid, state)
     if move_vm(session, vm, state=state, host_uuid=host_uuid) is not Move.DONE:
         raise InvalidState(f"VM {vm_uuid} changed state while it was being set to {state}; "
@@ -127,7 +131,7 @@ def begin(session: Session, vm_uuid: str, operation: str) -> str:
     step = check(vm.state, operation)
     if step.transient is None:
         return vm.state
-    return change_state(session, vm_uuid, step.transient, expected=(vm.state,))
+    return _move(session, vm, step.transient)
 
 
 def finish(session: Session, vm_uuid: str, operation: str, *, started_from: str,

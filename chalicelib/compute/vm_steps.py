@@ -84,8 +84,8 @@ def volume_path(storage: PrimaryStorage | ChosenStorage, vm_uuid: str, volume_uu
     return f"{storage.mount_path.rstrip('/')}/vms/{vm_uuid}/{volume_uuid}.qcow2"
 
 
-def image_cache_path(storage: PrimaryStorage, image: Image) -> str:
-    return f"{storage.mount_path.rstrip('/')}/imagecache/{image.uuid}.{image.format}"
+def image_cache_path(mount_path: str, image_uuid: str, image_format: str) -> str:
+    return f"{mount_path.rstrip('/')}/imagecache/{image_uuid}.{image_format}"
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -202,21 +202,33 @@ class InstantiateVolumes:
 
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
         with env.session() as db:
-            volumes = [_volume_request(db, v) for v in _volumes_on_host(db, ctx["vmUuid"])]
+            volumes = [_volume_request(v) for v in db.execute(_VOLUMES_TO_MAKE,
+                                                               {"vm": ctx["vmUuid"]})]
         return AgentCommandRequest(ctx["hostUuid"], VOLUMES_CREATE, {"volumes": volumes})
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         _delete_volume_files(ctx, env)
 
 
-def _volume_request(db: Session, volume: Volume) -> dict[str, Any]:
+_VOLUMES_TO_MAKE = select(
+    Volume.install_path, Volume.size, Volume.format, Image.uuid.label("image_uuid"),
+    Image.url.label("image_url"), Image.format.label("image_format"), Image.media_type,
+    PrimaryStorage.mount_path,
+).outerjoin(Image, Image.uuid == Volume.root_image_uuid).outerjoin(
+    PrimaryStorage, PrimaryStorage.uuid == Volume.primary_storage_uuid,
+).where(Volume.vm_instance_uuid == bindparam("vm"), Volume.install_path.is_not(None)
+        ).order_by(Volume.device_id)
+
+
+def _volume_request(volume: Row[Any]) -> dict[str, Any]:
+    """``volume``: a row of ``_VOLUMES_TO_MAKE``."""
     request: dict[str, Any] = {"path": volume.install_path, "size": volume.size,
                                "format": volume.format}
-    image = db.get(Image, volume.root_image_uuid) if volume.root_image_uuid else None
-    if image is not None and image.media_type == "RootVolumeTemplate":
-        storage = db.get(PrimaryStorage, volume.primary_storage_uuid)
-        request["image"] = {"uuid": image.uuid, "url": image.url, "format": image.format,
-                            "cachePath": image_cache_path(storage, image)}
+    if volume.media_type == "RootVolumeTemplate":
+        request["image"] = {
+            "uuid": volume.image_uuid, "url": volume.image_url, "format": volume.image_format,
+            "cachePath": image_cache_path(volume.mount_path, volume.image_uuid,
+                                          volume.image_format)}
     return request
 
 

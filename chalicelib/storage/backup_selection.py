@@ -2,7 +2,9 @@
 serves the VM's zone."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from chalicelib.db.models import BackupStorage, BackupStorageZoneRef, Image, ImageBackupStorageRef
@@ -11,8 +13,23 @@ from chalicelib.errors import InvalidState, NotFound
 NO_BACKUP_STORAGE = "NoBackupStorageAvailable"
 
 
-def _image(session: Session, image_uuid: str) -> Image:
-    image = session.get(Image, image_uuid)
+_IMAGE = select(Image.uuid, Image.name, Image.state, Image.status).where(
+    Image.uuid == bindparam("image"))
+_HOLDING_THE_IMAGE = select(
+    BackupStorage.uuid, BackupStorage.name, BackupStorage.state, BackupStorage.status,
+    BackupStorageZoneRef.zone_uuid,
+).join(ImageBackupStorageRef,
+       ImageBackupStorageRef.backup_storage_uuid == BackupStorage.uuid).outerjoin(
+    BackupStorageZoneRef,
+    (BackupStorageZoneRef.backup_storage_uuid == BackupStorage.uuid)
+    & (BackupStorageZoneRef.zone_uuid == bindparam("zone")),
+).where(ImageBackupStorageRef.image_uuid == bindparam("image"),
+        ImageBackupStorageRef.status == "Ready",
+        ).order_by(BackupStorage.available_capacity.desc(), BackupStorage.uuid)
+
+
+def _image(session: Session, image_uuid: str) -> Row[Any]:
+    image = session.execute(_IMAGE, {"image": image_uuid}).one_or_none()
     if image is None:
         raise NotFound(f"Image {image_uuid} does not exist",
                        details={"field": "imageUuid", "uuid": image_uuid})
@@ -23,29 +40,21 @@ def _image(session: Session, image_uuid: str) -> Image:
     return image
 
 
-def select_backup_storage(session: Session, image_uuid: str, zone_uuid: str) -> BackupStorage:
-    """An Enabled, Connected backup storage attached to the zone with the image Ready on it;
-    of several, the one with the most space free. InvalidState (409) naming what each storage
-    that holds the image lacks when none qualifies."""
+def select_backup_storage(session: Session, image_uuid: str, zone_uuid: str) -> Row[Any]:
+    """An Enabled, Connected backup storage attached to the zone with the image Ready on it
+    (its uuid, name, state and status); of several, the one with the most space free.
+    InvalidState (409) naming what each storage that holds the image lacks when none
+    qualifies."""
     image = _image(session, image_uuid)
-    rows = session.execute(
-        select(BackupStorage, BackupStorageZoneRef.zone_uuid)
-        .join(ImageBackupStorageRef,
-              ImageBackupStorageRef.backup_storage_uuid == BackupStorage.uuid)
-        .outerjoin(BackupStorageZoneRef,
-                   (BackupStorageZoneRef.backup_storage_uuid == BackupStorage.uuid)
-                   & (BackupStorageZoneRef.zone_uuid == zone_uuid))
-        .where(ImageBackupStorageRef.image_uuid == image.uuid,
-               ImageBackupStorageRef.status == "Ready")
-        .order_by(BackupStorage.available_capacity.desc(), BackupStorage.uuid)).all()
-    for storage, attached_zone in rows:
-        if attached_zone and storage.state == "Enabled" and storage.status == "Connected":
+    rows = session.execute(_HOLDING_THE_IMAGE, {"image": image.uuid, "zone": zone_uuid}).all()
+    for storage in rows:
+        if storage.zone_uuid and storage.state == "Enabled" and storage.status == "Connected":
             return storage
     reasons = "; ".join(
         f"{storage.name} ({storage.uuid}) is "
-        + ("not attached to the zone" if not attached_zone
+        + ("not attached to the zone" if not storage.zone_uuid
            else f"{storage.state} and {storage.status}")
-        for storage, attached_zone in rows) or "no backup storage has it Ready"
+        for storage in rows) or "no backup storage has it Ready"
     raise InvalidState(
         f"no Enabled, Connected backup storage attached to zone {zone_uuid} holds image "
         f"{image.name} ({image.uuid}): {reasons}",
