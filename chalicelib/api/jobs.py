@@ -150,9 +150,15 @@ def _in_context(database: Database, job_uuid: str, op: Operation,
 
 def _job_context(db: DbSession, job_uuid: str,
                  op: Operation) -> tuple[ApiJob, Context, ApiRequest | None]:
-    job = db.get(ApiJob, job_uuid)
+    job, ctx = _job_and_caller(db, job_uuid)
     request = op.request.model_validate(json.loads(job.request)) if op.request else None
-    return job, Context(db, _caller_of(db, job)), request
+    return job, ctx, request
+
+
+def _job_and_caller(db: DbSession, job_uuid: str) -> tuple[ApiJob, Context]:
+    """The job and a context acting as its caller (for work that needs no request)."""
+    job = db.get(ApiJob, job_uuid)
+    return job, Context(db, _caller_of(db, job))
 
 
 def run_job(database: Database, job_uuid: str, lookup: Lookup,
@@ -243,7 +249,7 @@ def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
     if outcome is None:
         raise FlowStillRunning(job_uuid)
     with database.session() as db:
-        job, ctx, _ = _job_context(db, job_uuid, op)
+        job, ctx = _job_and_caller(db, job_uuid)
         job.progress = json.dumps(final_progress(outcome).to_view())
         result = op.flow.settle(ctx, outcome.context if outcome.succeeded else started_with,
                                 outcome.end)
@@ -285,7 +291,7 @@ def _roll_back_interrupted_flow(database: Database, flows: FlowEngine, job_uuid:
     context = json.loads(stored)
     rollbacks = flows.roll_back(op.flow.chain, job_uuid, context)
     with database.session() as db:
-        _, ctx, _ = _job_context(db, job_uuid, op)
+        _, ctx = _job_and_caller(db, job_uuid)
         op.flow.settle(ctx, context, rollbacks_end(rollbacks))
 
 
