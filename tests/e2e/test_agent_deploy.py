@@ -214,6 +214,16 @@ def test_deploy_starts_the_agent_in_the_host_and_a_second_run_changes_nothing(
                    f"re-run {second.seconds:.1f} s ({second.changed} changed)")
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: an exited agent nobody reaped (PID 1 here does not reap
+    orphans) still has its /proc entry."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def test_a_new_token_restarts_the_agent_with_it(host, control_plane, var_dir, monkeypatch):
     monkeypatch.setenv(EXTRA_VARS_ENV, str(host.extra_vars))
     deploy_agent(host.target(), host.settings, var_dir=var_dir)
@@ -226,7 +236,7 @@ def test_a_new_token_restarts_the_agent_with_it(host, control_plane, var_dir, mo
     assert result.changed > 0
     new_pid = int(pid_file.read_text())
     assert new_pid != old_pid and new_pid in host.hosts.hosts[0].pids()
-    assert not Path(f"/proc/{old_pid}").exists(), "the old agent still runs"
+    assert not _running(old_pid), "the old agent still runs"
     control_plane.wait_for_call(renewed.host_uuid, renewed.token, AGENT_CALL_TIMEOUT)
 
 
