@@ -24,7 +24,6 @@ rename. Needs: busybox-static, syslinux, mtools, dosfstools, qemu-utils (scripts
 """
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import os
@@ -33,11 +32,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from hostagent.drivers.file_lock import exclusive_lock
 
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX = Path("/bin/busybox")  # busybox-static: no libraries to copy along
@@ -127,7 +125,7 @@ def build_guest_image(cache_dir: Path) -> Path:
     """The guest's qcow2 disk in ``cache_dir``: built on the first call, then reused until
     one of its inputs changes. Safe to call from several processes at once."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_dir / ".lock"):
+    with exclusive_lock(cache_dir / ".lock", LOCK_TIMEOUT, "the guest image cache"):
         kernel = _kernel(cache_dir)
         initramfs_files = _initramfs_files(kernel)
         digest = hashlib.sha256(kernel.version.encode())
@@ -142,24 +140,6 @@ def build_guest_image(cache_dir: Path) -> Path:
                 built = _build_disk(Path(work), kernel.vmlinuz, _cpio_gz(initramfs_files))
                 os.replace(built, image)
         return image
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as lock:
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{path} held for over {LOCK_TIMEOUT}s") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
