@@ -21,6 +21,7 @@ from chalicelib.db.database import after_release
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str, dict[str, Any]], None]
+_PLUMBING = "agent.command."  # events logged at DEBUG only
 
 _subscribers: list[Subscriber] = []
 _lock = threading.Lock()
@@ -40,9 +41,12 @@ def _unsubscribe(subscriber: Subscriber) -> None:
 
 
 def publish(name: str, payload: dict[str, Any]) -> None:
-    # Every event in `aerie up`'s log is what an operator reads first; committed events are
+    # Events in `aerie up`'s log are what an operator reads first; committed events are
     # published after SQLite's writer turn is released, so logging them costs no turn time.
-    log.info("event %s %s", name, payload)
+    # An agent's command is plumbing (two of them per VM created, each queued and
+    # finished): at INFO they would be most of the log, and logging costs CPU.
+    log.log(logging.DEBUG if name.startswith(_PLUMBING) else logging.INFO,
+            "event %s %s", name, payload)
     for subscriber in list(_subscribers):
         try:
             subscriber(name, payload)

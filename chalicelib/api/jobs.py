@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.api.errors import as_aerie_error
@@ -49,11 +49,18 @@ def create_job(db: DbSession, op: Operation, request: ApiRequest | None, caller:
     return job
 
 
-def show_progress(db: DbSession, job_uuid: str, view: dict[str, Any]) -> None:
-    """A running flow's progress onto its job; a job that ended already shows its final
-    progress, which this leaves alone."""
-    db.execute(update(ApiJob).where(ApiJob.uuid == job_uuid, ApiJob.state == "Running")
-               .values(progress=json.dumps(view)))
+_JOBS = ApiJob.__table__
+_SHOW_PROGRESS = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"),
+                                     _JOBS.c.state == "Running").values(
+    progress=bindparam("view"))
+
+
+def show_progress(db: DbSession, views: dict[str, dict[str, Any]]) -> None:
+    """Running flows' progress onto their jobs (job uuid → progress view), in one statement;
+    a job that ended already shows its final progress, which this leaves alone."""
+    if views:
+        db.execute(_SHOW_PROGRESS, [{"job": job_uuid, "view": json.dumps(view)}
+                                    for job_uuid, view in views.items()])
 
 
 def queue_position(db: DbSession, job: ApiJob) -> int:
@@ -120,6 +127,7 @@ def _wipe_secrets(job: ApiJob, op: Operation | None) -> None:
 def _record_outcome(job: ApiJob, op: Operation | None, *, result: Any = None,
                     error: AerieError | None = None) -> None:
     job.finished_at = utcnow()
+    job.started_at = job.started_at or job.finished_at  # a flow job whose prepare failed
     _wipe_secrets(job, op)
     if error is None:
         job.state = "Succeeded"
@@ -175,9 +183,11 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup,
         if job is None or job.state not in ("Waiting", "Running"):
             return
         interrupted = job.state == "Running"
-        if not interrupted:
-            job.state, job.started_at = "Running", utcnow()
         api_name = job.api_name
+        # A flow job turns Running in the transaction of its prepare, so that one that
+        # died before prepare committed is simply run again.
+        if not interrupted and not _runs_flow(lookup, api_name):
+            job.state, job.started_at = "Running", utcnow()
     if interrupted:
         op = lookup(api_name)
         if op.flow is None or flows is None or not flows.still_running(op.flow.chain,
@@ -201,6 +211,13 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup,
         raise  # the job stays Running; its next delivery waits for the flow again
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         _finish(database, job_uuid, op, error=as_aerie_error(exc))
+
+
+def _runs_flow(lookup: Lookup, api_name: str) -> bool:
+    try:
+        return lookup(api_name).flow is not None
+    except Exception:  # noqa: BLE001 - an unknown operation fails in run_job, as ever
+        return False
 
 
 def interrupt_job(database: Database, job_uuid: str, lookup: Lookup,
@@ -235,7 +252,7 @@ def _require(flows: FlowEngine | None, op: Operation) -> FlowEngine:
 
 def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
                   op: Operation) -> None:
-    started_with = _prepare_flow(database, job_uuid, op)
+    started_with, caller = _prepare_flow(database, job_uuid, op)
     try:
         outcome = flows.run(op.flow.chain, job_uuid, started_with)
     except Exception as exc:
@@ -249,7 +266,7 @@ def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
     if outcome is None:
         raise FlowStillRunning(job_uuid)
     with database.session() as db:
-        job, ctx = _job_and_caller(db, job_uuid)
+        job, ctx = db.get(ApiJob, job_uuid), Context(db, caller)
         job.progress = json.dumps(final_progress(outcome).to_view())
         result = op.flow.settle(ctx, outcome.context if outcome.succeeded else started_with,
                                 outcome.end)
@@ -268,18 +285,21 @@ def _may_still_run(flows: FlowEngine, chain: str, job_uuid: str) -> bool:
         return True
 
 
-def _prepare_flow(database: Database, job_uuid: str, op: Operation) -> dict[str, Any]:
-    """The flow's starting context: made now by the operation (first delivery), or the one
-    a previous delivery stored."""
+def _prepare_flow(database: Database, job_uuid: str,
+                  op: Operation) -> tuple[dict[str, Any], Caller]:
+    """The flow's starting context and the job's caller. The context is made now by the
+    operation, in the transaction that marks the job Running (first delivery), or is the
+    one a previous delivery stored."""
     with database.session() as db:
         job, ctx, request = _job_context(db, job_uuid, op)
         if job.flow_context is not None:
-            return json.loads(job.flow_context)
+            return json.loads(job.flow_context), ctx.caller
+        job.state, job.started_at = "Running", utcnow()
         # No op.validate: that is the submit's check; prepare checks the resource as it is now.
         context = {**op.flow.prepare(ctx, request), "jobUuid": job_uuid}
         job.flow_context = json.dumps(context)
         job.resource_uuid = job.resource_uuid or context.get("resourceUuid")
-        return context
+        return context, ctx.caller
 
 
 def _roll_back_interrupted_flow(database: Database, flows: FlowEngine, job_uuid: str,

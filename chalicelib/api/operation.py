@@ -18,7 +18,8 @@ Runner = Callable[[Context, Any], Any]
 class FlowBinding:
     """An operation whose work is a flow (``statemachines/chains/<chain>.json``).
 
-    ``prepare`` runs in the job's first transaction: it checks the request against the
+    ``prepare`` runs in the transaction that marks the job Running (so a job cut off before
+    it committed is run again, not interrupted): it checks the request against the
     resource as it is now and puts the resource into the state it shows while the flow runs;
     it returns the flow's context. The flow then runs step by step (its own transactions).
     ``settle`` runs in the job's last transaction with how the flow ended (a ``FlowEnd``:

@@ -152,7 +152,7 @@ class StepFunctionsFlowEngine:
     def _progress(self, job_uuid: str):
         def show(progress: FlowProgress) -> None:
             with self._db.session() as session:
-                show_progress(session, job_uuid, progress.to_view())
+                show_progress(session, {job_uuid: progress.to_view()})
         return show
 
 

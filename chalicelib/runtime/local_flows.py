@@ -113,8 +113,7 @@ class ProgressBoard:
             due, self._latest = self._latest, {}
         if due:
             with self._db.session() as session:
-                for job_uuid, view in due.items():
-                    show_progress(session, job_uuid, view)
+                show_progress(session, due)
         return len(due)
 
     def _loop(self) -> None:

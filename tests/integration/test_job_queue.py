@@ -6,10 +6,14 @@ import json
 import threading
 import time
 
+from sqlalchemy import select, update
+
 from chalicelib.api.crud import UuidRequest
-from chalicelib.api.operation import Operation
+from chalicelib.api.operation import FlowBinding, Operation
 from chalicelib.db.base import utcnow
+from chalicelib.db.database import Database
 from chalicelib.db.models import Account, ApiJob
+from chalicelib.errors import InvalidState
 from chalicelib.ops import Ticket
 from chalicelib.ops.levels import level_of
 from chalicelib.runtime.embedded import EmbeddedRuntime
@@ -124,3 +128,64 @@ def test_restart_fails_the_interrupted_job_hands_it_to_rollback_and_runs_the_res
         assert calls[1:] == [("run", f"{n:032x}") for n in (1, 2, 3)]
     finally:
         runtime.close()
+
+
+def _flow_operation(prepare) -> Operation:
+    def settle(ctx, context, end):
+        return {"uuid": context["resourceUuid"]}
+
+    return Operation("DummyFlow", "PUT", "/dummy/{uuid}", UuidRequest, None, "test flow",
+                     asynchronous=True, flow=FlowBinding("create-vm", prepare, settle))
+
+
+def _run_one(db_url, tmp_path, op: Operation, uuid: str) -> ApiJob:
+    runtime = EmbeddedRuntime(Settings.from_env({"AERIE_DB_URL": db_url,
+                                                 "AERIE_VAR_DIR": str(tmp_path)}),
+                              lookup=lambda name: op)
+    try:
+        with runtime.db.session() as session:
+            admin = session.scalars(select(Account).filter_by(name="admin")).one()
+            job = ApiJob(api_name=op.name, account_uuid=admin.uuid, signature=f"vm:{uuid}",
+                         request=json.dumps({"uuid": uuid}))
+            session.add(job)
+            session.flush()
+            job_uuid = job.uuid
+        runtime.jobs.submit(job_uuid, f"vm:{uuid}", 1)
+        deadline = time.monotonic() + 20
+        while True:
+            with runtime.db.session() as session:
+                job = session.get(ApiJob, job_uuid)
+            if job.state in ("Succeeded", "Failed"):
+                return job
+            assert time.monotonic() < deadline, job.state
+            time.sleep(0.01)
+    finally:
+        runtime.close()
+
+
+def test_a_flow_job_turns_running_only_with_its_prepare(db_url, tmp_path):
+    """The job's Running and what prepare did commit together: while prepare runs the job
+    is still Waiting, so a process that dies then leaves a job that is simply run again."""
+    seen: list[str] = []
+
+    def prepare(ctx, request):
+        ctx.session.execute(update(Account).values(description="touched by prepare"))
+        other = Database(db_url)  # another connection: it sees what is committed
+        try:
+            with other.session() as db:
+                seen.append(db.scalar(select(ApiJob.state).where(
+                    ApiJob.signature == f"vm:{request.uuid}")))
+        finally:
+            other.dispose()
+        raise InvalidState("the resource changed since the call was accepted")
+
+    job = _run_one(db_url, tmp_path, _flow_operation(prepare), f"{7:032x}")
+    assert seen == ["Waiting"]
+    assert job.state == "Failed" and json.loads(job.error)["code"] == "InvalidState"
+    assert job.started_at is not None and job.finished_at >= job.started_at
+    database = Database(db_url)
+    try:
+        with database.session() as db:  # prepare's work went with its transaction
+            assert "touched by prepare" not in db.scalars(select(Account.description))
+    finally:
+        database.dispose()
