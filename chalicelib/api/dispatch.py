@@ -119,7 +119,7 @@ def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
             request = _parse(op, call)
             ctx = Context(None, caller, database=runtime.db, agents=runtime.agents)
             return Reply(200, render_reply(op.execute(ctx, request)))
-        with runtime.db.session() as db:
+        with runtime.db.session(reads_only=op.method == "GET") as db:
             caller = _caller(db, op, call)
             request = _parse(op, call)
             if not op.asynchronous:

@@ -178,16 +178,17 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup,
     a flow that goes on without that process (Step Functions), which is waited for again.
     A delivery of a finished job is a duplicate and does nothing.
     """
-    with database.session() as db:
-        job = db.get(ApiJob, job_uuid)
-        if job is None or job.state not in ("Waiting", "Running"):
-            return
-        interrupted = job.state == "Running"
-        api_name = job.api_name
-        # A flow job turns Running in the transaction of its prepare, so that one that
-        # died before prepare committed is simply run again.
-        if not interrupted and not _runs_flow(lookup, api_name):
-            job.state, job.started_at = "Running", utcnow()
+    with database.session(reads_only=True) as db:
+        job = db.execute(_STATE_OF, {"job": job_uuid}).first()
+    if job is None or job.state not in ("Waiting", "Running"):
+        return
+    interrupted, api_name = job.state == "Running", job.api_name
+    # A flow job turns Running in the transaction of its prepare, so that one that died
+    # before prepare committed is simply run again.
+    if not interrupted and not _runs_flow(lookup, api_name):
+        with database.session() as db:
+            if not db.execute(_START, {"job": job_uuid, "now": utcnow()}).rowcount:
+                return  # another delivery of it got there first
     if interrupted:
         op = lookup(api_name)
         if op.flow is None or flows is None or not flows.still_running(op.flow.chain,
@@ -211,6 +212,11 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup,
         raise  # the job stays Running; its next delivery waits for the flow again
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         _finish(database, job_uuid, op, error=as_aerie_error(exc))
+
+
+_STATE_OF = select(_JOBS.c.state, _JOBS.c.api_name).where(_JOBS.c.uuid == bindparam("job"))
+_START = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"), _JOBS.c.state == "Waiting").values(
+    state="Running", started_at=bindparam("now"))
 
 
 def _runs_flow(lookup: Lookup, api_name: str) -> bool:

@@ -58,9 +58,13 @@ class Database:
         self._shared = threading.local()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, reads_only: bool = False) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises. Inside
-        :meth:`transaction`, on the same thread, it is that transaction instead."""
+        :meth:`transaction`, on the same thread, it is that transaction instead.
+
+        ``reads_only``: a block that (almost always) only reads does not wait for SQLite's
+        writer turn, nor hold it up; WAL lets it read beside the writer. A write in it
+        still works, through SQLite's own lock rather than in turn."""
         shared = getattr(self._shared, "session", None)
         if shared is not None:
             yield shared
@@ -68,7 +72,8 @@ class Database:
         session = self._sessions()
         session.info[_AFTER_RELEASE] = callbacks = []
         try:
-            with self._turn:  # from the first statement to the end of the transaction
+            # From the first statement to the end of the transaction.
+            with nullcontext() if reads_only else self._turn:
                 try:
                     yield session
                     session.commit()
