@@ -111,7 +111,8 @@ def _caller(db: DbSession, op: Operation, call: HttpCall) -> Caller | None:
 
 
 def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
-    """Authentication, validation and a synchronous operation share one short transaction."""
+    """Authentication, validation and a synchronous operation share one short transaction;
+    an accepted job is inserted in a transaction of its own."""
     try:
         if not op.transactional:
             with runtime.db.session() as db:
@@ -119,11 +120,16 @@ def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
             request = _parse(op, call)
             ctx = Context(None, caller, database=runtime.db, agents=runtime.agents)
             return Reply(200, render_reply(op.execute(ctx, request)))
-        with runtime.db.session(reads_only=op.method == "GET") as db:
+        # A read, or a job whose operation checks itself without writing, looks at the
+        # database without taking SQLite's writer turn; only the job's insert takes it.
+        checks_only = op.method == "GET" or (op.asynchronous and op.validate is not None)
+        with runtime.db.session(reads_only=checks_only) as db:
             caller = _caller(db, op, call)
             request = _parse(op, call)
             if not op.asynchronous:
                 return Reply(200, render_reply(op.execute(Context(db, caller), request)))
+            _validate(db, op, request, caller)
+        with runtime.db.session() as db:
             job_uuid, signature, level = _accept_job(db, op, request, caller)
         runtime.jobs.submit(job_uuid, signature, level)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
@@ -133,11 +139,15 @@ def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
     return Reply(202, {"jobUuid": job_uuid, "location": location}, {"Location": location})
 
 
-def _accept_job(db: DbSession, op: Operation, request: ApiRequest | None,
-                caller: Caller) -> tuple[str, str, int]:
+def _validate(db: DbSession, op: Operation, request: ApiRequest | None,
+              caller: Caller) -> None:
     # An operation that only changes the database validates by a dry run of itself;
     # one with effects outside it names its own checks.
     (op.validate or op.execute)(Context(db, caller), request)
     db.rollback()  # validation only looks: whatever it touched is discarded
+
+
+def _accept_job(db: DbSession, op: Operation, request: ApiRequest | None,
+                caller: Caller) -> tuple[str, str, int]:
     job = create_job(db, op, request, caller)
     return job.uuid, job.signature, level_of(db, job.signature)
