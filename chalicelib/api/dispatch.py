@@ -149,5 +149,5 @@ def _validate(db: DbSession, op: Operation, request: ApiRequest | None,
 
 def _accept_job(db: DbSession, op: Operation, request: ApiRequest | None,
                 caller: Caller) -> tuple[str, str, int]:
-    job = create_job(db, op, request, caller)
-    return job.uuid, job.signature, level_of(db, job.signature)
+    job_uuid, signature = create_job(db, op, request, caller)
+    return job_uuid, signature, level_of(db, signature)

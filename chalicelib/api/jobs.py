@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.api.errors import as_aerie_error
@@ -19,6 +21,7 @@ from chalicelib.db.base import new_uuid, utcnow
 from chalicelib.db.database import Database
 from chalicelib.db.inventory import wire_value
 from chalicelib.db.models import Account, ApiJob
+from chalicelib.db.models.identity import ADMIN_ACCOUNT_TYPE
 from chalicelib.errors import AerieError, NotFound
 from chalicelib.flows.outcome import FlowFailed, final_progress, rollbacks_end
 from chalicelib.identity.ownership import get_visible
@@ -38,18 +41,21 @@ INTERRUPTED = AerieError(
 SHOWN_ONCE = ("agentToken", "agentCommand")
 
 
-def create_job(db: DbSession, op: Operation, request: ApiRequest | None, caller: Caller) -> ApiJob:
+_JOBS, _ACCOUNTS = ApiJob.__table__, Account.__table__
+_INSERT_JOB = insert(_JOBS)
+
+
+def create_job(db: DbSession, op: Operation, request: ApiRequest | None,
+               caller: Caller) -> tuple[str, str]:
+    """A Waiting job for the call: its uuid and the signature of the queue it waits in."""
     payload = request.model_dump(mode="json", by_alias=True) if request is not None else {}
     job_uuid = new_uuid()
-    job = ApiJob(uuid=job_uuid, api_name=op.name, account_uuid=caller.account_uuid,
-                 request=json.dumps(payload), resource_uuid=payload.get("uuid"),
-                 signature=op.signature(request, job_uuid))
-    db.add(job)
-    db.flush()
-    return job
-
-
-_JOBS = ApiJob.__table__
+    signature = op.signature(request, job_uuid)
+    db.execute(_INSERT_JOB, {"uuid": job_uuid, "api_name": op.name,
+                             "account_uuid": caller.account_uuid,
+                             "request": json.dumps(payload),
+                             "resource_uuid": payload.get("uuid"), "signature": signature})
+    return job_uuid, signature
 _SHOW_PROGRESS = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"),
                                      _JOBS.c.state == "Running").values(
     progress=bindparam("view"))
@@ -107,42 +113,70 @@ def get_job(ctx: Context, uuid: str) -> dict[str, Any]:
     return view
 
 
-def _caller_of(db: DbSession, job: ApiJob) -> Caller:
-    account = db.get(Account, job.account_uuid)
-    if account is None:
-        raise NotFound("the account that submitted this job no longer exists")
-    return Caller(account_uuid=account.uuid, is_admin=account.is_admin)
+@dataclass(frozen=True)
+class _RunningJob:
+    """What running a job reads of its row (Core, not ORM: every job reads it several
+    times, and writes go straight to the row with an UPDATE)."""
+
+    uuid: str
+    request: str
+    started_at: datetime | None
+    flow_context: str | None
+    resource_uuid: str | None
+    caller: Caller | None  # None: the account that submitted it no longer exists
 
 
-def _wipe_secrets(job: ApiJob, op: Operation | None) -> None:
+_JOB_AND_ACCOUNT = select(
+    _JOBS.c.uuid, _JOBS.c.request, _JOBS.c.started_at, _JOBS.c.flow_context,
+    _JOBS.c.resource_uuid, _ACCOUNTS.c.uuid.label("account_uuid"), _ACCOUNTS.c.type,
+).outerjoin(_ACCOUNTS, _ACCOUNTS.c.uuid == _JOBS.c.account_uuid).where(
+    _JOBS.c.uuid == bindparam("job"))
+_UPDATE_JOB = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"))
+
+
+def _running_job(db: DbSession, job_uuid: str) -> _RunningJob:
+    row = db.execute(_JOB_AND_ACCOUNT, {"job": job_uuid}).one()
+    caller = None if row.account_uuid is None else Caller(
+        account_uuid=row.account_uuid, is_admin=row.type == ADMIN_ACCOUNT_TYPE)
+    return _RunningJob(row.uuid, row.request, row.started_at, row.flow_context,
+                       row.resource_uuid, caller)
+
+
+def _update_job(db: DbSession, job_uuid: str, **values: Any) -> None:
+    db.execute(_UPDATE_JOB, {"job": job_uuid, **values})
+
+
+def _wiped_request(job: _RunningJob, op: Operation | None) -> dict[str, str]:
+    """The job's request with the operation's secret fields wiped, if it had any."""
     if op is None or op.request is None:
-        return
+        return {}
     secrets = op.request.secret_fields()
     payload = json.loads(job.request)
-    if secrets & payload.keys():
-        job.request = json.dumps({k: "<wiped>" if k in secrets else v
-                                  for k, v in payload.items()})
+    if not secrets & payload.keys():
+        return {}
+    return {"request": json.dumps({k: "<wiped>" if k in secrets else v
+                                   for k, v in payload.items()})}
 
 
-def _record_outcome(job: ApiJob, op: Operation | None, *, result: Any = None,
-                    error: AerieError | None = None) -> None:
-    job.finished_at = utcnow()
-    job.started_at = job.started_at or job.finished_at  # a flow job whose prepare failed
-    _wipe_secrets(job, op)
+def _record_outcome(db: DbSession, job: _RunningJob, op: Operation | None, *,
+                    result: Any = None, error: AerieError | None = None,
+                    **also: Any) -> None:
+    now = utcnow()
+    values = {"finished_at": now, "started_at": job.started_at or now,  # or prepare failed
+              **_wiped_request(job, op), **also}
     if error is None:
-        job.state = "Succeeded"
-        job.result = json.dumps(result)
+        values.update(state="Succeeded", result=json.dumps(result))
         if isinstance(result, dict) and result.get("uuid"):
-            job.resource_uuid = result["uuid"]
+            values["resource_uuid"] = result["uuid"]
     else:
-        job.state = "Failed"
-        job.error = json.dumps(error.to_dict())
+        values.update(state="Failed", error=json.dumps(error.to_dict()))
+    _update_job(db, job.uuid, **values)
 
 
 def _finish(database: Database, job_uuid: str, op: Operation | None, *,
             error: AerieError) -> None:
     with database.session() as db:
-        _record_outcome(db.get(ApiJob, job_uuid), op, error=error)
+        _record_outcome(db, _running_job(db, job_uuid), op, error=error)
 
 
 def _in_context(database: Database, job_uuid: str, op: Operation,
@@ -153,20 +187,22 @@ def _in_context(database: Database, job_uuid: str, op: Operation,
         job, ctx, request = _job_context(db, job_uuid, op)
         outcome = work(ctx, request)
         db.flush()
-        _record_outcome(job, op, result=render_result(outcome))
+        _record_outcome(db, job, op, result=render_result(outcome))
 
 
 def _job_context(db: DbSession, job_uuid: str,
-                 op: Operation) -> tuple[ApiJob, Context, ApiRequest | None]:
+                 op: Operation) -> tuple[_RunningJob, Context, ApiRequest | None]:
     job, ctx = _job_and_caller(db, job_uuid)
     request = op.request.model_validate(json.loads(job.request)) if op.request else None
     return job, ctx, request
 
 
-def _job_and_caller(db: DbSession, job_uuid: str) -> tuple[ApiJob, Context]:
+def _job_and_caller(db: DbSession, job_uuid: str) -> tuple[_RunningJob, Context]:
     """The job and a context acting as its caller (for work that needs no request)."""
-    job = db.get(ApiJob, job_uuid)
-    return job, Context(db, _caller_of(db, job))
+    job = _running_job(db, job_uuid)
+    if job.caller is None:
+        raise NotFound("the account that submitted this job no longer exists")
+    return job, Context(db, job.caller)
 
 
 def run_job(database: Database, job_uuid: str, lookup: Lookup,
@@ -272,15 +308,17 @@ def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
     if outcome is None:
         raise FlowStillRunning(job_uuid)
     with database.session() as db:
-        job, ctx = db.get(ApiJob, job_uuid), Context(db, caller)
-        job.progress = json.dumps(final_progress(outcome).to_view())
+        ctx = Context(db, caller)
         result = op.flow.settle(ctx, outcome.context if outcome.succeeded else started_with,
                                 outcome.end)
         db.flush()
+        progress = json.dumps(final_progress(outcome).to_view())
+        job = _running_job(db, job_uuid)
         if outcome.succeeded:
-            _record_outcome(job, op, result=render_result(result))
+            _record_outcome(db, job, op, result=render_result(result), progress=progress)
         else:
-            _record_outcome(job, op, error=FlowFailed.from_outcome(outcome))
+            _record_outcome(db, job, op, error=FlowFailed.from_outcome(outcome),
+                            progress=progress)
 
 
 def _may_still_run(flows: FlowEngine, chain: str, job_uuid: str) -> bool:
@@ -300,11 +338,11 @@ def _prepare_flow(database: Database, job_uuid: str,
         job, ctx, request = _job_context(db, job_uuid, op)
         if job.flow_context is not None:
             return json.loads(job.flow_context), ctx.caller
-        job.state, job.started_at = "Running", utcnow()
         # No op.validate: that is the submit's check; prepare checks the resource as it is now.
         context = {**op.flow.prepare(ctx, request), "jobUuid": job_uuid}
-        job.flow_context = json.dumps(context)
-        job.resource_uuid = job.resource_uuid or context.get("resourceUuid")
+        _update_job(db, job_uuid, state="Running", started_at=utcnow(),
+                    flow_context=json.dumps(context),
+                    resource_uuid=job.resource_uuid or context.get("resourceUuid"))
         return context, ctx.caller
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session as DbSession
 from chalicelib.context import Caller
 from chalicelib.db.base import utcnow
 from chalicelib.db.models import Account, Session, User
+from chalicelib.db.models.identity import ADMIN_ACCOUNT_TYPE
 from chalicelib.errors import Unauthenticated
 from chalicelib.globalconfig import ConfigDefinition, define, get_value
 from chalicelib.identity.passwords import verify_password
@@ -122,7 +123,7 @@ def authenticate(db: DbSession, token: str, now: datetime | None = None) -> Call
         row = db.connection().execute(_SESSION_BY_TOKEN, {"token_hash": key}).first()
         if row is None:
             raise Unauthenticated("the session token is unknown or was logged out; log in again")
-        caller = Caller(account_uuid=row.account_uuid, is_admin=row.type == "SystemAdmin",
+        caller = Caller(account_uuid=row.account_uuid, is_admin=row.type == ADMIN_ACCOUNT_TYPE,
                         user_uuid=row.user_uuid, session_uuid=row.uuid)
         known = caller, row.expired_date
         _recent.put(key, *known)

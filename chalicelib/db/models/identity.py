@@ -9,7 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from chalicelib.db.base import UUID_LENGTH, Base, Resource, Timestamps, fk_column, uuid_column
 from chalicelib.db.types import UtcDateTime
 
-ACCOUNT_TYPES = ("SystemAdmin", "Normal")
+ADMIN_ACCOUNT_TYPE = "SystemAdmin"
+ACCOUNT_TYPES = (ADMIN_ACCOUNT_TYPE, "Normal")
 
 
 class Account(Timestamps, Base):
@@ -34,7 +35,7 @@ class Account(Timestamps, Base):
 
     @property
     def is_admin(self) -> bool:
-        return self.type == "SystemAdmin"
+        return self.type == ADMIN_ACCOUNT_TYPE
 
 
 class User(Resource, Base):
