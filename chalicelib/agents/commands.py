@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from chalicelib import events
@@ -45,27 +47,70 @@ def claim(db: Session, host_uuid: str) -> list[dict[str, Any]]:
 
 
 FINISHED = ("Succeeded", "Failed")
-_UNFINISHED = select(AgentCommand).where(
-    AgentCommand.uuid.in_(bindparam("ids", expanding=True)),
-    AgentCommand.host_uuid == bindparam("host"), AgentCommand.state.not_in(FINISHED))
+CHUNK = 500  # commands per statement (well under SQLite's bound-parameter limit)
+_COMMANDS = AgentCommand.__table__
+_UNFINISHED_STATE = and_(_COMMANDS.c.state != FINISHED[0], _COMMANDS.c.state != FINISHED[1])
+# Core, not the ORM: no autoflush, no ORM objects to load and flush one by one.
+_UNFINISHED = select(_COMMANDS.c.uuid, _COMMANDS.c.host_uuid, _COMMANDS.c.name,
+                     _COMMANDS.c.args).where(
+    _COMMANDS.c.uuid.in_(bindparam("ids", expanding=True)), _UNFINISHED_STATE)
+# Run once per finished command (executemany); still unfinished: a concurrent report of the
+# same command does not overwrite the outcome that finished it first.
+_FINISH = update(_COMMANDS).where(_COMMANDS.c.uuid == bindparam("b_uuid"), _UNFINISHED_STATE)
 
 
-def record(db: Session, host_uuid: str, results: list[CommandResult]) -> list[AgentCommand]:
+@dataclass(frozen=True, slots=True)
+class FinishedCommand:
+    """A command a report finished, as its row now reads (result: JSON)."""
+
+    uuid: str
+    host_uuid: str
+    name: str
+    args: str  # JSON
+    state: str
+    result: str | None
+    error: str | None
+
+
+# (host uuid, command uuid, ok, result, error): one command's outcome as its host reported it.
+Outcome = tuple[str, str, bool, dict[str, Any] | None, str | None]
+
+
+def record(db: Session, host_uuid: str, results: Iterable[CommandResult]
+           ) -> list[FinishedCommand]:
     """The results of the host's commands; the commands they finished (a command of another
     host, or a repeated answer, is ignored)."""
-    by_id = {outcome.id: outcome for outcome in results}
-    finished = list(db.scalars(_UNFINISHED, {"ids": list(by_id), "host": host_uuid}))
+    return record_outcomes(db, [(host_uuid, r.id, r.ok, r.result, r.error) for r in results])
+
+
+def record_outcomes(db: Session, outcomes: Iterable[Outcome]) -> list[FinishedCommand]:
+    """:func:`record` for the outcomes of any number of hosts at once (already validated:
+    the simulated hosts' own executors produce them): one SELECT and one UPDATE per CHUNK
+    commands, and COMMAND_FINISHED for each command finished once the transaction commits."""
+    by_key = {(host_uuid, command_uuid): (ok, result, error)
+              for host_uuid, command_uuid, ok, result, error in outcomes}
+    ids = list(dict.fromkeys(command_uuid for _, command_uuid in by_key))
+    finished: list[FinishedCommand] = []
     now = utcnow()
-    for command in finished:
-        outcome = by_id[command.uuid]
-        command.state = "Succeeded" if outcome.ok else "Failed"
-        command.result = json.dumps(outcome.result) if outcome.result is not None else None
-        command.error = outcome.error
-        command.finished_date = now
-        events.publish_after_commit(db, COMMAND_FINISHED, {
-            "commandUuid": command.uuid, "hostUuid": host_uuid, "name": command.name,
-            "state": command.state, "ok": outcome.ok, "result": outcome.result,
-            "error": outcome.error})
+    for start in range(0, len(ids), CHUNK):
+        rows = db.execute(_UNFINISHED, {"ids": ids[start:start + CHUNK]}).all()
+        updates = []
+        for command_uuid, host_uuid, name, args in rows:
+            reported = by_key.get((host_uuid, command_uuid))
+            if reported is None:  # another host's command
+                continue
+            ok, result, error = reported
+            command = FinishedCommand(
+                command_uuid, host_uuid, name, args, "Succeeded" if ok else "Failed",
+                json.dumps(result) if result is not None else None, error)
+            finished.append(command)
+            updates.append({"b_uuid": command_uuid, "state": command.state,
+                            "result": command.result, "error": error, "finished_date": now})
+            events.publish_after_commit(db, COMMAND_FINISHED, {
+                "commandUuid": command_uuid, "hostUuid": host_uuid, "name": name,
+                "state": command.state, "ok": ok, "result": result, "error": error})
+        if updates:
+            db.execute(_FINISH, updates)
     return finished
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from chalicelib import events
 from chalicelib.agents import commands, tracker
-from chalicelib.agents.protocol import CommandResult, ReportedVm
+from chalicelib.agents.protocol import ReportedVm
 from chalicelib.agents.vm_sync import sync_vms
 from chalicelib.db.base import utcnow
 from chalicelib.db.database import Database
@@ -41,7 +41,8 @@ _PENDING = (select(_COMMANDS.c.uuid, _COMMANDS.c.host_uuid, _COMMANDS.c.name, _C
             .join(_HOSTS, _HOSTS.c.uuid == _COMMANDS.c.host_uuid)
             .where(_HOSTS.c.hypervisor_type == "Simulator", _COMMANDS.c.state == "Pending")
             .order_by(_COMMANDS.c.create_date).limit(bindparam("limit")))
-_REPORTED = update(_HOSTS).where(_HOSTS.c.uuid.in_(bindparam("hosts", expanding=True))).values(
+_REPORTED = update(_HOSTS).where(_HOSTS.c.uuid.in_(bindparam("hosts", expanding=True)),
+                                 _HOSTS.c.status == "Connected").values(
     last_report_date=bindparam("now"))
 _NOT_CONNECTED = select(_HOSTS.c.uuid).where(_HOSTS.c.uuid.in_(bindparam("hosts", expanding=True)),
                                              _HOSTS.c.status != "Connected")
@@ -132,7 +133,7 @@ class SimulatedHosts:
         self._run_commands(adopt=False)
 
     def _run_commands(self, *, adopt: bool) -> None:
-        with self._db.session() as db:
+        with self._db.session(reads_only=True) as db:  # reads beside SQLite's writer
             if adopt:
                 self._adopt_new_hosts(db)
             pending = self._pending(db)
@@ -164,11 +165,12 @@ class SimulatedHosts:
         (connect, host.facts, vm.sync) also reports its facts and VMs, as an agent's full
         sync does. The rest only count as a sign of life: their VMs' states are the
         operations' to set, and the periodic reports carry the host's."""
-        results: dict[str, list[CommandResult]] = {}
-        for host_uuid, _, outcome in outcomes:
-            results.setdefault(host_uuid, []).append(CommandResult.model_validate(outcome))
-        for host_uuid, host_results in results.items():
-            commands.record(db, host_uuid, host_results)
+        # The executor's own results (hostagent.protocol's ok_result/error_result), not a
+        # report off the wire: recorded as they are, without validating each one.
+        commands.record_outcomes(db, [
+            (host_uuid, outcome["id"], outcome["ok"], outcome.get("result"), outcome.get("error"))
+            for host_uuid, _, outcome in outcomes])
+        reporting = dict.fromkeys(host_uuid for host_uuid, _, _ in outcomes)
         full_sync = {host for host, name, _ in outcomes if name in SYNCING_COMMANDS}
         interval = get_value(db, tracker.PING_INTERVAL) if full_sync else None
         for host_uuid in full_sync:
@@ -176,7 +178,7 @@ class SimulatedHosts:
             executor = self.executors[host_uuid]
             self._sync_vms(db, host, executor)
             tracker.reported(db, host, executor.driver.facts(), interval)
-        self._seen(db, [host for host in results if host not in full_sync], utcnow(), interval)
+        self._seen(db, [host for host in reporting if host not in full_sync], utcnow(), interval)
 
     def tick(self, tick: int) -> None:
         self._run_commands(adopt=True)
@@ -187,10 +189,11 @@ class SimulatedHosts:
 
     def _adopt_new_hosts(self, db: Session) -> None:
         """Simulator hosts added since the last tick get a driver of their own."""
-        stmt = select(Host.uuid, Host.create_date).where(Host.hypervisor_type == "Simulator")
+        stmt = select(_HOSTS.c.uuid, _HOSTS.c.create_date).where(
+            _HOSTS.c.hypervisor_type == "Simulator")
         if self._adopted_until is not None:
             # Look back a little: a host's create date is set before its transaction commits.
-            stmt = stmt.where(Host.create_date >= self._adopted_until - ADOPTION_LOOKBACK)
+            stmt = stmt.where(_HOSTS.c.create_date >= self._adopted_until - ADOPTION_LOOKBACK)
         newest = self._adopted_until
         for host in db.execute(stmt):
             self.hosts.add(host.uuid)
@@ -211,6 +214,10 @@ class SimulatedHosts:
         """The hosts reported, with nothing to say but that they are there."""
         for start in range(0, len(hosts), CHUNK):
             chunk = hosts[start:start + CHUNK]
-            db.execute(_REPORTED, {"hosts": chunk, "now": now})
+            # Connected hosts only, which is all of them but for a host (re)connecting:
+            # when every host matched, there is none to look for (rowcount counts matched
+            # rows on SQLite, and on MySQL, where SQLAlchemy sets CLIENT_FOUND_ROWS).
+            if db.execute(_REPORTED, {"hosts": chunk, "now": now}).rowcount == len(chunk):
+                continue
             for host_uuid in db.scalars(_NOT_CONNECTED, {"hosts": chunk}):
                 tracker.reported(db, db.get(Host, host_uuid), None, interval)

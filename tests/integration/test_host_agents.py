@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 
 from chalicelib import events
+from chalicelib.agents import commands
 from chalicelib.agents.tracker import track
 from chalicelib.db.base import utcnow
-from chalicelib.db.models import Host, VmInstance
+from chalicelib.db.models import AgentCommand, Host, VmInstance
 
 ADDRESSES = itertools.count(2)
 
@@ -97,6 +98,60 @@ def test_commands_reach_the_agent_and_its_report_connects_the_host(api, cluster,
                                     "to": "Connected"}) in published
     # Answered commands are not handed out again; a repeated answer changes nothing.
     assert agent_call(api, "GET", uuid, token, "commands").json()["commands"] == []
+
+
+def test_a_report_finishes_only_its_hosts_commands_and_each_only_once(
+        api, cluster, control_plane, published):
+    first, _ = add_host(api, cluster, "kvm-1")
+    second, _ = add_host(api, cluster, "kvm-2")
+    with control_plane.db.session() as db:
+        start = commands.send(db, first["uuid"], "vm.start", {"uuid": "v" * 32})
+    connect, started = (c["id"] for c in agent_call(
+        api, "GET", first["uuid"], first["agentToken"], "commands").json()["commands"])
+    assert started == start
+    others = agent_call(api, "GET", second["uuid"], second["agentToken"], "commands").json()
+    other = others["commands"][0]["id"]
+    published.clear()
+    agent_call(api, "POST", first["uuid"], first["agentToken"], "reports", json={"results": [
+        {"id": connect, "ok": True, "result": {"cpuNum": 8}},
+        {"id": start, "ok": False, "error": "qemu died"},
+        {"id": other, "ok": True, "result": {}},  # another host's command: ignored
+        {"id": "f" * 32, "ok": True}]})  # no such command: ignored
+    # A repeated answer changes nothing, even one that says otherwise.
+    agent_call(api, "POST", first["uuid"], first["agentToken"], "reports", json={
+        "results": [{"id": start, "ok": True, "result": {"state": "Running"}}]})
+    with control_plane.db.session() as db:
+        rows = {uuid: db.get(AgentCommand, uuid) for uuid in (connect, start, other)}
+        outcomes = {uuid: (c.state, c.result, c.error) for uuid, c in rows.items()}
+        assert all(rows[uuid].finished_date is not None for uuid in (connect, start))
+    assert outcomes == {connect: ("Succeeded", '{"cpuNum": 8}', None),
+                        start: ("Failed", None, "qemu died"), other: ("Sent", None, None)}
+    finished = sorted((p for n, p in published if n == commands.COMMAND_FINISHED),
+                      key=lambda p: p["name"])
+    assert finished == [
+        {"commandUuid": connect, "hostUuid": first["uuid"], "name": "connect",
+         "state": "Succeeded", "ok": True, "result": {"cpuNum": 8}, "error": None},
+        {"commandUuid": start, "hostUuid": first["uuid"], "name": "vm.start",
+         "state": "Failed", "ok": False, "result": None, "error": "qemu died"}]
+
+
+def test_recorded_outcomes_of_many_hosts_finish_what_each_host_was_sent(
+        api, cluster, control_plane):
+    first, _ = add_host(api, cluster, "kvm-1")
+    second, _ = add_host(api, cluster, "kvm-2")
+    with control_plane.db.session() as db:
+        ids = {h["uuid"]: commands.send(db, h["uuid"], "ping") for h in (first, second)}
+    a, b = first["uuid"], second["uuid"]
+    with control_plane.db.session() as db:
+        finished = commands.record_outcomes(db, [
+            (a, ids[a], True, {"n": 1}, None), (a, ids[b], True, None, None),
+            (b, ids[b], False, None, "down"), (b, ids[b], False, None, "down")])
+    assert sorted((c.host_uuid, c.uuid, c.name, c.state, c.result, c.error)
+                  for c in finished) == sorted([(a, ids[a], "ping", "Succeeded", '{"n": 1}', None),
+                                                (b, ids[b], "ping", "Failed", None, "down")])
+    with control_plane.db.session() as db:
+        assert commands.record_outcomes(db, [(a, ids[a], False, None, "late")]) == []
+        assert db.get(AgentCommand, ids[a]).state == "Succeeded"
 
 
 def test_an_unanswered_command_is_sent_again(api, cluster):

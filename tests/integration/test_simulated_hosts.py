@@ -46,3 +46,20 @@ def test_injected_failures_come_back_as_failed_commands(api, control_plane):
     with control_plane.db.session() as db:
         outcome = db.get(AgentCommand, command)
         assert outcome.state == "Failed" and "vm.start" in outcome.error
+
+
+def test_a_disconnected_simulator_host_is_connected_again_by_its_next_answer(
+        api, control_plane):
+    zone = api.do("POST", "/v1/zones", {"name": "sim"})["uuid"]
+    cluster = api.do("POST", "/v1/clusters", {"zoneUuid": zone, "name": "c"})["uuid"]
+    hosts = [add(api, cluster, f"sim-{n}")["uuid"] for n in range(3)]
+    fleet = control_plane.simulated_hosts
+    fleet.tick(0)
+    with control_plane.db.session() as db:
+        db.get(Host, hosts[0]).status = "Disconnected"
+        pings = [commands.send(db, host, "ping") for host in hosts]
+    fleet.run_commands()  # a ping's answer is a sign of life, not a full sync
+    with control_plane.db.session() as db:
+        assert [db.get(AgentCommand, c).state for c in pings] == ["Succeeded"] * 3
+    assert {api.get(f"/v1/hosts/{h}").json()["inventory"]["status"] for h in hosts} == {
+        "Connected"}
