@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -50,7 +50,17 @@ def step_env(runtime: Runtime) -> StepEnv:
                    agents=DatabaseAgentDispatch(runtime.db, runtime.agents))
 
 
-def command_outcome(command: AgentCommand) -> AgentOutcome:
+class ReportedCommand(Protocol):
+    """A finished command as its row reads: an ``AgentCommand`` or what
+    ``agents.commands.record`` returns."""
+
+    args: str  # JSON
+    state: str
+    result: str | None  # JSON
+    error: str | None
+
+
+def command_outcome(command: ReportedCommand) -> AgentOutcome:
     return AgentOutcome(ok=command.state == "Succeeded",
                         result=json.loads(command.result) if command.result else None,
                         error=command.error)
@@ -105,7 +115,7 @@ def complete_agent_wait(stepfunctions: Any, task_token: str, outcome: AgentOutco
     return True
 
 
-def resume_waiting_flows(stepfunctions: Any, finished: Iterable[AgentCommand]) -> int:
+def resume_waiting_flows(stepfunctions: Any, finished: Iterable[ReportedCommand]) -> int:
     """Serverless: hand the outcome of each finished command a flow waits on to its waiting
     task (call it with what ``agents.commands.record`` returns, after the report's
     transaction committed). Returns how many flows were resumed."""

@@ -64,7 +64,7 @@ def boot_registry() -> StepRegistry:
     return registry
 
 
-def report(db: Database, ok: bool, result=None, error=None) -> list[AgentCommand]:
+def report(db: Database, ok: bool, result=None, error=None) -> list[commands.FinishedCommand]:
     """What the report route does with an agent's results; returns the finished commands."""
     while True:
         with db.session() as session:
