@@ -36,7 +36,9 @@ def dhcp_server_ip(db: Session, l3_network_uuid: str) -> str:
     recorded = _recorded(db, l3_network_uuid)
     if recorded is not None:
         return recorded
-    for candidate in _free_from_the_top(db, l3_network_uuid):
+    for candidate, taken_by_dhcp in _free_from_the_top(db, l3_network_uuid):
+        if taken_by_dhcp:
+            return candidate  # a concurrent first call's, committed since _recorded looked
         try:
             return allocate_ip(db, l3_network_uuid, candidate, use_for=DHCP_USE).ip
         except InvalidArgument:
@@ -112,20 +114,23 @@ def _recorded(db: Session, l3_network_uuid: str) -> str | None:
     return found
 
 
-def _free_from_the_top(db: Session, l3_network_uuid: str) -> Iterator[str]:
-    """The ranges' addresses not in use, highest first, read a window at a time."""
+def _free_from_the_top(db: Session, l3_network_uuid: str) -> Iterator[tuple[str, bool]]:
+    """The ranges' addresses not in use, highest first, read a window at a time; and, in
+    its place in that order, one a DHCP server uses (flagged True). Concurrent first calls
+    try the same addresses in the same order, so the one that won took the highest address
+    free when it looked: one that finds it used must take it, not the next free one."""
     ranges = db.scalars(select(IpRange).where(IpRange.l3_network_uuid == l3_network_uuid,
                                               IpRange.ip_version == 4)).all()
     for ip_range in sorted(ranges, key=lambda r: int(IPv4Address(r.end_ip)), reverse=True):
         first, high = int(IPv4Address(ip_range.start_ip)), int(IPv4Address(ip_range.end_ip))
         while high >= first:
             low = max(first, high - WINDOW + 1)
-            used = set(db.scalars(select(UsedIp.ip_in_long).where(
+            used = dict(db.execute(select(UsedIp.ip_in_long, UsedIp.use_for).where(
                 UsedIp.l3_network_uuid == l3_network_uuid,
-                UsedIp.ip_in_long.between(low, high))))
+                UsedIp.ip_in_long.between(low, high))).all())
             for ip in range(high, low - 1, -1):
-                if ip not in used:
-                    yield str(IPv4Address(ip))
+                if ip not in used or used[ip] == DHCP_USE:
+                    yield str(IPv4Address(ip)), ip in used
             high = low - 1
 
 

@@ -124,19 +124,20 @@ class _Ranges:
         return picks
 
 
-_L3_NAME = select(L3_NETWORKS.c.name).where(L3_NETWORKS.c.uuid == bindparam("l3"))
-_RANGES_OF = select(RANGES.c.uuid, RANGES.c.start_ip, RANGES.c.end_ip, RANGES.c.netmask,
-                    RANGES.c.gateway, RANGES.c.network_cidr).where(
-    RANGES.c.l3_network_uuid == bindparam("l3"), RANGES.c.ip_version == 4)
+# The network's name, and a row per IPv4 range (or one of NULLs if it has none).
+_RANGES_OF = select(L3_NETWORKS.c.name, RANGES.c.uuid, RANGES.c.start_ip, RANGES.c.end_ip,
+                    RANGES.c.netmask, RANGES.c.gateway, RANGES.c.network_cidr).outerjoin(
+    RANGES, (RANGES.c.l3_network_uuid == L3_NETWORKS.c.uuid) & (RANGES.c.ip_version == 4),
+).where(L3_NETWORKS.c.uuid == bindparam("l3"))
 
 
 def _ranges(session: Session, l3_uuid: str) -> _Ranges:
-    name = session.scalar(_L3_NAME, {"l3": l3_uuid})
-    if name is None:
+    rows = session.execute(_RANGES_OF, {"l3": l3_uuid}).all()
+    if not rows:
         raise NotFound(f"L3Network {l3_uuid} does not exist",
                        details={"field": "l3NetworkUuid", "uuid": l3_uuid})
-    ranges = [_Range.of(*row) for row in session.execute(_RANGES_OF, {"l3": l3_uuid})]
-    return _Ranges(l3_uuid, name, sorted(ranges, key=lambda r: r.first))
+    ranges = [_Range.of(*row[1:]) for row in rows if row.uuid is not None]
+    return _Ranges(l3_uuid, rows[0].name, sorted(ranges, key=lambda r: r.first))
 
 
 _USED_AMONG = select(USED_IPS.c.ip).where(USED_IPS.c.l3_network_uuid == bindparam("l3"),
@@ -280,21 +281,21 @@ def _insert_nic(session: Session, vm_uuid: str, vm_name: str, account_uuid: str,
                    code="ConcurrentConflict")
 
 
-_NIC_AT = select(NICS.c.uuid).where(NICS.c.vm_instance_uuid == bindparam("vm"),
-                                    NICS.c.device_id == bindparam("device"))
-_NIC_OWNER = select(VMS.c.name, VMS.c.account_uuid).where(VMS.c.uuid == bindparam("vm"))
+# The VM's name and owner, and its NIC at the device number if it has one.
+_OWNER_AND_NIC_AT = select(VMS.c.name, VMS.c.account_uuid, NICS.c.uuid.label("nic")).outerjoin(
+    NICS, (NICS.c.vm_instance_uuid == VMS.c.uuid) & (NICS.c.device_id == bindparam("device")),
+).where(VMS.c.uuid == bindparam("vm"))
 
 
 def add_nic(session: Session, vm_uuid: str, l3_uuid: str, *, device_id: int,
             requested_ip: str | None = None) -> str:
     """The uuid of the VM's NIC number ``device_id`` on the L3 network, with an IP from it and
     a unique MAC. Idempotent: if the VM already has that NIC, it is left as it is."""
-    existing = session.scalar(_NIC_AT, {"vm": vm_uuid, "device": device_id})
-    if existing is not None:
-        return existing
-    owner = session.execute(_NIC_OWNER, {"vm": vm_uuid}).first()
+    owner = session.execute(_OWNER_AND_NIC_AT, {"vm": vm_uuid, "device": device_id}).first()
     if owner is None:
         raise NotFound(f"VmInstance {vm_uuid} does not exist", details={"uuid": vm_uuid})
+    if owner.nic is not None:
+        return owner.nic
     used_ip = allocate_ip(session, l3_uuid, requested_ip)
     return _insert_nic(session, vm_uuid, owner.name, owner.account_uuid, used_ip, device_id)
 
