@@ -1,8 +1,9 @@
 """A VM's life, as ZStack runs it: which operation may start from which state, the state the
 VM shows while the operation runs, and where it ends up when the operation succeeds or fails.
 
-A flow calls :func:`begin` before its first step and :func:`finish` after its last step (or
-its last rollback). Both change the state through :func:`change_state`, which keeps the host's
+A flow calls :func:`begin` before its first step (:func:`begin_new` for a VM the same
+transaction inserts) and :func:`finish` after its last step (or its last rollback). Both change
+the state as :func:`change_state` does, on the VM's row (no object loaded), keeping the host's
 CPU and memory exact: a VM that stops holding its host (Running → Destroying, Stopping →
 Stopped) gives back what it held, one that holds it again after a failed operation (Destroying
 → Running) takes it back, and a VM settling into a state that runs nowhere (Stopped, Destroyed,
@@ -15,7 +16,14 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from chalicelib import events
-from chalicelib.compute.allocation import Move, holds_host, move_vm, read_vm
+from chalicelib.compute.allocation import (
+    Move,
+    VmHold,
+    holds_host,
+    move_vm,
+    read_hold,
+    read_vm,
+)
 from chalicelib.db.models.compute import VM_STATES, VmInstance
 from chalicelib.errors import InvalidState
 
@@ -92,12 +100,10 @@ def _host_after(vm_state: str, host_uuid: str | None, state: str) -> str | None:
     return host_uuid if state in TRANSIENT_STATES else None
 
 
-def _read_in(session: Session, vm_uuid: str, expected: tuple[str, ...] | None) -> VmInstance:
-    vm = read_vm(session, vm_uuid)
+def _expected(vm: VmHold | VmInstance, expected: tuple[str, ...] | None) -> None:
     if expected is not None and vm.state not in expected:
         raise InvalidState(f"VM {vm.name} ({vm.uuid}) is {vm.state}, not "
                            f"{' or '.join(expected)}", details={"state": vm.state})
-    return vm
 
 
 def change_state(session: Session, vm_uuid: str, state: str, *,
@@ -107,10 +113,19 @@ def change_state(session: Session, vm_uuid: str, state: str, *,
     state, or changed while this ran."""
     if state not in VM_STATES:
         raise ValueError(f"{state!r} is not a VM state")
-    return _move(session, _read_in(session, vm_uuid, expected), state)
+    vm = read_hold(session, vm_uuid)
+    _expected(vm, expected)
+    return _move(session, vm, state)
 
 
-def _move(session: Session, vm: VmInstance, state: str) -> str:
+def _announce(session: Session, vm_uuid: str, host_uuid: str | None, previous: str,
+              state: str) -> None:
+    events.publish_after_commit(session, "vm.state.changed", {
+        "vmUuid": vm_uuid, "hostUuid": host_uuid, "from": previous, "to": state,
+        "by": "operation"})
+
+
+def _move(session: Session, vm: VmHold, state: str) -> str:
     """Set the state of ``vm`` (as just read); the state it left."""
     vm_uuid, previous = vm.uuid, vm.state
     host_uuid = _host_after(previous, vm.host_uuid, state)
@@ -118,16 +133,26 @@ def _move(session: Session, vm: VmInstance, state: str) -> str:
         raise InvalidState(f"VM {vm_uuid} changed state while it was being set to {state}; "
                            "retry", code="ConcurrentConflict")
     if state != previous:
-        events.publish_after_commit(session, "vm.state.changed", {
-            "vmUuid": vm_uuid, "hostUuid": host_uuid, "from": previous, "to": state,
-            "by": "operation"})
+        _announce(session, vm_uuid, host_uuid, previous, state)
     return previous
+
+
+def begin_new(session: Session, vm_uuid: str, operation: str) -> str:
+    """:func:`begin` for a VM this transaction is about to insert: the state to insert it
+    with, as if it had been inserted Created and then begun (and that change is announced),
+    without writing its row twice. The operation starts from Created; the VM holds no host
+    yet, so no capacity moves."""
+    step = check("Created", operation)
+    if step.transient is None:
+        return "Created"
+    _announce(session, vm_uuid, None, "Created", step.transient)
+    return step.transient
 
 
 def begin(session: Session, vm_uuid: str, operation: str) -> str:
     """Check the operation may start and show its transient state. Returns the state it
     started from (keep it for :func:`finish`)."""
-    vm = read_vm(session, vm_uuid)
+    vm = read_hold(session, vm_uuid)
     step = check(vm.state, operation)
     if step.transient is None:
         return vm.state
@@ -142,7 +167,9 @@ def finish(session: Session, vm_uuid: str, operation: str, *, started_from: str,
     step = transition(operation)
     expected = (step.transient or started_from,)
     if state == EXPUNGED:
-        session.delete(_read_in(session, vm_uuid, expected))
+        vm = read_vm(session, vm_uuid)
+        _expected(vm, expected)
+        session.delete(vm)
         session.flush()
         return state
     change_state(session, vm_uuid, state, expected=expected)

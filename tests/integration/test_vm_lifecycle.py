@@ -153,6 +153,46 @@ def failed_create(api, cloud: Cloud, **overrides) -> dict:
     return job
 
 
+def test_a_create_checks_its_image_again_when_it_runs(api, cloud, control_plane,
+                                                      monkeypatch):
+    from sqlalchemy import delete
+
+    from chalicelib.db.models import Image, ImageBackupStorageRef
+
+    held = []
+    monkeypatch.setattr(control_plane.jobs, "submit", lambda *ticket: held.append(ticket))
+    accepted = api.request("POST", "/v1/vm-instances", json=cloud.vm_request("late"))
+    assert accepted.status_code == 202, accepted.text
+    # The image goes away while the job waits for its turn.
+    with control_plane.db.session() as db:
+        db.execute(delete(ImageBackupStorageRef).where(
+            ImageBackupStorageRef.image_uuid == cloud.image))
+        db.execute(delete(Image).where(Image.uuid == cloud.image))
+    monkeypatch.undo()
+    (ticket,) = held
+    control_plane.jobs.submit(*ticket)
+    job = api.wait_job(accepted.json()["jobUuid"])
+    assert job["state"] == "Failed", job
+    assert job["error"]["code"] == "ResourceNotFound"  # a 404 on the call, had it run then
+    assert job["error"]["details"] == {"field": "imageUuid", "uuid": cloud.image}
+    assert api.get("/v1/vm-instances").json()["inventories"] == []
+
+
+def test_each_operations_result_is_the_vm_as_it_reads_back(api, cloud):
+    created = api.do("POST", "/v1/vm-instances", cloud.vm_request(
+        "shown", systemTags=["hostname::shown"], userTags=["web"]))
+    assert created == vm(api, created["uuid"])
+    (nic,) = created["vmNics"]
+    assert nic["ip"] and nic["mac"] and nic["vmInstanceUuid"] == created["uuid"]
+    for method, action, state in [("PUT", "/actions/stop", "Stopped"),
+                                  ("PUT", "/actions/start", "Running"),
+                                  ("DELETE", "", "Destroyed"),
+                                  ("PUT", "/actions/recover", "Stopped")]:
+        result = api.do(method, f"/v1/vm-instances/{created['uuid']}{action}")
+        assert result["state"] == state
+        assert result == vm(api, created["uuid"])
+
+
 @pytest.mark.parametrize("command, step", [("volumes.create", "vm.instantiate-volumes"),
                                            ("vm.create", "vm.create-on-hypervisor")])
 def test_a_failing_agent_command_rolls_back_every_step(api, running_hosts, command, step):

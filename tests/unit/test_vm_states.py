@@ -77,3 +77,18 @@ def test_a_vm_being_started_or_stopped_holds_its_host_and_one_being_destroyed_do
 def test_an_unknown_operation_is_a_programming_error():
     with pytest.raises(ValueError, match="unknown VM operation 'migrate'"):
         check("Running", "migrate")
+
+
+def test_a_vm_inserted_to_be_created_shows_starting_and_announces_it_once_committed():
+    from types import SimpleNamespace
+
+    from chalicelib.compute.vm_states import begin_new
+
+    session = SimpleNamespace(info={})  # all begin_new touches: the events kept for commit
+    assert begin_new(session, "vm-1", "create") == "Starting"
+    (pending,) = session.info.values()
+    assert pending == [("vm.state.changed", {"vmUuid": "vm-1", "hostUuid": None,
+                                             "from": "Created", "to": "Starting",
+                                             "by": "operation"})]
+    with pytest.raises(InvalidState, match="cannot start a VM that is Created"):
+        begin_new(SimpleNamespace(info={}), "vm-2", "start")
