@@ -76,6 +76,10 @@ class SimulatedHosts:
         self.executors: dict[str, CommandExecutor] = {}
         self._stop = threading.Event()
         self._woken = threading.Event()
+        # Commands announced (queued and committed) and not yet seen by a read of the pending
+        # ones: a wake for commands an earlier read already ran reads nothing.
+        self._announced: set[str] = set()
+        self._announced_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="aerie-simulated-hosts",
                                         daemon=True)
         self._adopted_until: datetime | None = None
@@ -87,8 +91,10 @@ class SimulatedHosts:
         self._unsubscribe = events.subscribe(self._on_event)
         self._thread.start()
 
-    def _on_event(self, name: str, _payload: dict) -> None:
+    def _on_event(self, name: str, payload: dict) -> None:
         if name == commands.COMMAND_QUEUED:  # committed: the next read finds it
+            with self._announced_lock:
+                self._announced.add(payload["commandUuid"])
             self.wake()
 
     def wake(self) -> None:
@@ -110,11 +116,20 @@ class SimulatedHosts:
             if time.monotonic() < due_at:  # until the tick: commands, whenever they come
                 if self._woken.wait(due_at - time.monotonic()) and not self._stop.is_set():
                     self._woken.clear()
-                    self._guarded(self.run_commands, "commands")
+                    if self._unseen_announced():
+                        self._guarded(self.run_commands, "commands")
                 continue
             self._guarded(functools.partial(self.tick, tick), f"tick {tick}")
             self.worst_lag = max(self.worst_lag, time.monotonic() - due_at)
             tick += 1
+
+    def _unseen_announced(self) -> bool:
+        with self._announced_lock:
+            return bool(self._announced)
+
+    def _seen_announced(self, seen: set[str]) -> None:
+        with self._announced_lock:
+            self._announced -= seen
 
     @staticmethod
     def _guarded(work, what: str) -> None:
@@ -133,10 +148,14 @@ class SimulatedHosts:
         self._run_commands(adopt=False)
 
     def _run_commands(self, *, adopt: bool) -> None:
+        with self._announced_lock:
+            # Committed before their events: the read below finds every one still pending.
+            announced = set(self._announced)
         with self._db.session(reads_only=True) as db:  # reads beside SQLite's writer
             if adopt:
                 self._adopt_new_hosts(db)
             pending = self._pending(db)
+        self._seen_announced(announced | {command["id"] for command in pending})
         budget_ends = time.monotonic() + self.COMMAND_BUDGET
         outcomes: list[tuple[str, str, dict]] = []
         for command in pending:
