@@ -43,8 +43,8 @@ def lock_reporting_hosts(db: Session, host_uuids: list[str]) -> None:
     anything else. Recording a command's result first would hold a shared lock on its host's
     row (MySQL checks the command's foreign key) and then want it exclusive to note the
     report: a flow reserving capacity on that host in between made one of them a deadlock
-    victim. (SQLite's writer turn already serialises writers; there this only reads.)"""
-    if host_uuids:
+    victim. SQLite has no row locks (one writer at a time): nothing to take there."""
+    if host_uuids and db.get_bind().dialect.name != "sqlite":
         db.execute(_LOCK_HOSTS, {"hosts": sorted(host_uuids)}).all()
 
 
