@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from chalicelib.api.errors import as_aerie_error
@@ -24,7 +24,6 @@ from chalicelib.db.models import Account, ApiJob
 from chalicelib.db.models.identity import ADMIN_ACCOUNT_TYPE
 from chalicelib.errors import AerieError, NotFound
 from chalicelib.flows.outcome import FlowFailed, final_progress, rollbacks_end
-from chalicelib.identity.ownership import get_visible
 from chalicelib.runtime.base import FlowEngine
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def show_progress(db: DbSession, views: dict[str, dict[str, Any]]) -> None:
                                     for job_uuid, view in views.items()])
 
 
-def queue_position(db: DbSession, job: ApiJob) -> int:
+def queue_position(db: DbSession, job: ApiJob | Row[Any]) -> int:
     """How many operations of its queue are ahead of a waiting job."""
     return db.scalar(select(func.count()).select_from(ApiJob).where(
         ApiJob.signature == job.signature, ApiJob.state.in_(("Waiting", "Running")),
@@ -77,7 +76,7 @@ def queue_position(db: DbSession, job: ApiJob) -> int:
     ))
 
 
-def job_view(job: ApiJob, position: int | None = None, *,
+def job_view(job: ApiJob | Row[Any], position: int | None = None, *,
              reveal: bool = False) -> dict[str, Any]:
     """The job as clients see it; one-time secrets in its result only when ``reveal``."""
     result = json.loads(job.result) if job.result else None
@@ -102,14 +101,22 @@ def job_view(job: ApiJob, position: int | None = None, *,
     return view
 
 
+_VIEWED = select(*(_JOBS.c[name] for name in (
+    "uuid", "api_name", "state", "signature", "resource_uuid", "account_uuid", "created_at",
+    "started_at", "finished_at", "result", "error", "progress"))).where(
+    _JOBS.c.uuid == bindparam("job"))
+
+
 def get_job(ctx: Context, uuid: str) -> dict[str, Any]:
-    job = get_visible(ctx, ApiJob, uuid)
+    job = ctx.session.execute(_VIEWED, {"job": uuid}).first()  # what clients poll: Core
+    if job is None or not (ctx.caller.is_admin or job.account_uuid == ctx.caller.account_uuid):
+        raise NotFound(f"ApiJob {uuid} does not exist", details={"uuid": uuid})
     position = queue_position(ctx.session, job) if job.state == "Waiting" else None
     owner = job.account_uuid == ctx.caller.account_uuid
     view = job_view(job, position, reveal=owner)
     if owner and isinstance(view["result"], dict) and \
             any(key in view["result"] for key in SHOWN_ONCE):
-        job.result = json.dumps(job_view(job)["result"])
+        _update_job(ctx.session, uuid, result=json.dumps(job_view(job)["result"]))
     return view
 
 

@@ -32,7 +32,6 @@ from chalicelib.compute.allocation import (
     forget_loaded,
     move_vm,
     place_volumes,
-    read_vm,
     release_host,
     release_primary_storage,
 )
@@ -47,7 +46,7 @@ from chalicelib.db.models import (
     VmNic,
     Volume,
 )
-from chalicelib.errors import InvalidState
+from chalicelib.errors import InvalidState, NotFound
 from chalicelib.flows import AgentCommandRequest, FlowContext, StepEnv, agent_step, step
 from chalicelib.network.dhcp import FLAT_L2_TYPE, flat_dhcp_spec
 from chalicelib.network.ip_allocation import add_nic, release_nic
@@ -274,9 +273,16 @@ _VOLUME_FILES = select(
 _SYSTEM_TAGS = select(SystemTag.tag).where(SystemTag.resource_uuid == bindparam("vm"))
 
 
-def vm_spec(db: Session, vm: VmInstance) -> dict[str, Any]:
+_VM_SHAPE = select(VMS.c.uuid, VMS.c.name, VMS.c.cpu_num, VMS.c.memory_size).where(
+    VMS.c.uuid == bindparam("vm"))
+
+
+def vm_spec(db: Session, vm_uuid: str) -> dict[str, Any]:
     """The VM as the agent's ``vm.create`` (and ``vm.start``) reads it; a NIC on a flat
     network also names the DHCP server that hands it its address on the host."""
+    vm = db.execute(_VM_SHAPE, {"vm": vm_uuid}).first()
+    if vm is None:
+        raise NotFound(f"VmInstance {vm_uuid} does not exist", details={"uuid": vm_uuid})
     hostname = _hostname_of(db, vm.uuid)
     spec = {"uuid": vm.uuid, "name": vm.name, "cpuNum": vm.cpu_num,
             "memorySize": vm.memory_size,
@@ -318,7 +324,7 @@ class CreateOnHypervisor:
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
         with env.session() as db:
             return AgentCommandRequest(ctx["hostUuid"], VM_CREATE,
-                                       vm_spec(db, read_vm(db, ctx["vmUuid"])))
+                                       vm_spec(db, ctx["vmUuid"]))
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
         _destroy_on_host(ctx, env)
@@ -364,7 +370,7 @@ class StartOnHypervisor:
 
     def command(self, ctx: FlowContext, env: StepEnv) -> AgentCommandRequest:
         with env.session() as db:
-            spec = vm_spec(db, db.get(VmInstance, ctx["vmUuid"]))
+            spec = vm_spec(db, ctx["vmUuid"])
         return _on_host(ctx, VM_START, spec)
 
     def rollback(self, ctx: FlowContext, env: StepEnv) -> None:
