@@ -14,9 +14,13 @@ log = logging.getLogger(__name__)
 
 
 class CommandExecutor:
-    def __init__(self, driver: Driver, journal: CommandJournal | None = None) -> None:
+    def __init__(self, driver: Driver, journal: CommandJournal | None = None, *,
+                 success_log_level: int = logging.INFO) -> None:
+        """``success_log_level``: where a command that succeeded is logged (failures are
+        warnings wherever they happen)."""
         self.driver = driver
         self.journal = journal if journal is not None else CommandJournal(None)
+        self._success_level = success_log_level
 
     def execute(self, command: Command) -> CommandResult:
         recorded = self.journal.get(command["id"])
@@ -29,7 +33,8 @@ class CommandExecutor:
         self.journal.record(result)
         elapsed_ms = (time.monotonic() - started) * 1000
         if result["ok"]:
-            log.info("command %s %s: ok in %.0f ms", command["id"], command["name"], elapsed_ms)
+            log.log(self._success_level, "command %s %s: ok in %.0f ms", command["id"],
+                    command["name"], elapsed_ms)
         else:
             log.warning("command %s %s: failed in %.0f ms: %s", command["id"], command["name"],
                         elapsed_ms, result["error"])
