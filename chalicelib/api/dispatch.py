@@ -112,7 +112,9 @@ def _caller(db: DbSession, op: Operation, call: HttpCall) -> Caller | None:
 
 def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
     """Authentication, validation and a synchronous operation share one short transaction;
-    an accepted job is inserted in a transaction of its own."""
+    so do a dry run and the job it accepts. A job whose operation checks itself without
+    writing is inserted in a transaction of its own, after checks that read beside the
+    writer."""
     try:
         if not op.transactional:
             with runtime.db.session() as db:
@@ -129,8 +131,11 @@ def dispatch(runtime: Runtime, op: Operation, call: HttpCall) -> Reply:
             if not op.asynchronous:
                 return Reply(200, render_reply(op.execute(Context(db, caller), request)))
             _validate(db, op, request, caller)
-        with runtime.db.session() as db:
-            job_uuid, signature, level = _accept_job(db, op, request, caller)
+            if not checks_only:  # a dry run took the writer turn: insert the job with it
+                job_uuid, signature, level = _accept_job(db, op, request, caller)
+        if checks_only:
+            with runtime.db.session() as db:
+                job_uuid, signature, level = _accept_job(db, op, request, caller)
         runtime.jobs.submit(job_uuid, signature, level)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
         error = as_aerie_error(exc)
