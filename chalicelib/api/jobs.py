@@ -242,7 +242,7 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup,
     try:
         op = lookup(api_name)
         if op.flow is not None:
-            _run_flow_job(database, _require(flows, op), job_uuid, op)
+            _run_flow_job(database, _require(flows, op), job_uuid, op, resuming=interrupted)
             return
 
         def work(ctx: Context, request: ApiRequest | None) -> Any:
@@ -253,6 +253,8 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup,
         _in_context(database, job_uuid, op, work)
     except FlowStillRunning:
         raise  # the job stays Running; its next delivery waits for the flow again
+    except _TakenElsewhere:
+        return  # another delivery runs it
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         _finish(database, job_uuid, op, error=as_aerie_error(exc))
 
@@ -288,6 +290,11 @@ def interrupt_job(database: Database, job_uuid: str, lookup: Lookup,
     _finish(database, job_uuid, op, error=error)
 
 
+class _TakenElsewhere(Exception):
+    """Another delivery of the job turned it Running first (an SQS redelivery while the
+    first was preparing): that one runs it."""
+
+
 class FlowStillRunning(Exception):
     """The job's flow goes on elsewhere past this delivery's deadline: the delivery gives up
     its turn without an outcome, and its message comes back to wait again."""
@@ -299,9 +306,9 @@ def _require(flows: FlowEngine | None, op: Operation) -> FlowEngine:
     return flows
 
 
-def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str,
-                  op: Operation) -> None:
-    started_with, caller = _prepare_flow(database, job_uuid, op)
+def _run_flow_job(database: Database, flows: FlowEngine, job_uuid: str, op: Operation, *,
+                  resuming: bool = False) -> None:
+    started_with, caller = _prepare_flow(database, job_uuid, op, resuming=resuming)
     try:
         outcome = flows.run(op.flow.chain, job_uuid, started_with)
     except Exception as exc:
@@ -336,19 +343,21 @@ def _may_still_run(flows: FlowEngine, chain: str, job_uuid: str) -> bool:
         return True
 
 
-def _prepare_flow(database: Database, job_uuid: str,
-                  op: Operation) -> tuple[dict[str, Any], Caller]:
-    """The flow's starting context and the job's caller. The context is made now by the
-    operation, in the transaction that marks the job Running (first delivery), or is the
-    one a previous delivery stored."""
+def _prepare_flow(database: Database, job_uuid: str, op: Operation, *,
+                  resuming: bool) -> tuple[dict[str, Any], Caller]:
+    """The flow's starting context and the job's caller. A first delivery claims the job
+    (Waiting → Running, which only one delivery can do) and has the operation make the
+    context, in one transaction; a delivery that resumes a flow still running elsewhere
+    gets the one stored."""
     with database.session() as db:
         job, ctx, request = _job_context(db, job_uuid, op)
-        if job.flow_context is not None:
+        if resuming and job.flow_context is not None:
             return json.loads(job.flow_context), ctx.caller
+        if not db.execute(_START, {"job": job_uuid, "now": utcnow()}).rowcount:
+            raise _TakenElsewhere(job_uuid)
         # No op.validate: that is the submit's check; prepare checks the resource as it is now.
         context = {**op.flow.prepare(ctx, request), "jobUuid": job_uuid}
-        _update_job(db, job_uuid, state="Running", started_at=utcnow(),
-                    flow_context=json.dumps(context),
+        _update_job(db, job_uuid, flow_context=json.dumps(context),
                     resource_uuid=job.resource_uuid or context.get("resourceUuid"))
         return context, ctx.caller
 

@@ -9,11 +9,13 @@ import time
 from sqlalchemy import select, update
 
 from chalicelib.api.crud import UuidRequest
+from chalicelib.api.jobs import run_job
 from chalicelib.api.operation import FlowBinding, Operation
 from chalicelib.db.base import utcnow
 from chalicelib.db.database import Database
 from chalicelib.db.models import Account, ApiJob
 from chalicelib.errors import InvalidState
+from chalicelib.flows.outcome import FlowOutcome
 from chalicelib.ops import Ticket
 from chalicelib.ops.levels import level_of
 from chalicelib.runtime.embedded import EmbeddedRuntime
@@ -189,3 +191,47 @@ def test_a_flow_job_turns_running_only_with_its_prepare(db_url, tmp_path):
             assert "touched by prepare" not in db.scalars(select(Account.description))
     finally:
         database.dispose()
+
+
+class _CountingFlows:
+    """A flow engine whose flows succeed at once; counts the flows it ran."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+    def run(self, chain: str, job_uuid: str, context: dict) -> FlowOutcome:
+        self.runs.append(job_uuid)
+        return FlowOutcome(chain, (), context=context)
+
+    def still_running(self, chain: str, job_uuid: str) -> bool:
+        return False
+
+
+def test_two_deliveries_of_one_job_at_once_run_its_flow_once(db, db_url):
+    """An SQS redelivery may reach a second worker while the first still prepares the job:
+    only the one that turned it Running prepares it and runs its flow."""
+    prepared: list[str] = []
+
+    def prepare(ctx, request):
+        prepared.append(request.uuid)
+        time.sleep(0.3)  # the other delivery arrives meanwhile
+        return {"resourceUuid": request.uuid}
+
+    op = _flow_operation(prepare)
+    with db.session() as session:
+        admin = session.scalars(select(Account).filter_by(name="admin")).one()
+        job = ApiJob(api_name=op.name, account_uuid=admin.uuid, signature="vm:twice",
+                     request=json.dumps({"uuid": f"{9:032x}"}))
+        session.add(job)
+        session.flush()
+        job_uuid = job.uuid
+    flows = _CountingFlows()
+    deliveries = [threading.Thread(target=run_job, args=(db, job_uuid, lambda _: op, flows))
+                  for _ in range(2)]
+    for delivery in deliveries:
+        delivery.start()
+    for delivery in deliveries:
+        delivery.join(20)
+    assert prepared == [f"{9:032x}"] and flows.runs == [job_uuid]
+    with db.session() as session:
+        assert session.get(ApiJob, job_uuid).state == "Succeeded"
