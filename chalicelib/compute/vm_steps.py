@@ -48,7 +48,7 @@ from chalicelib.db.models import (
 )
 from chalicelib.errors import InvalidState, NotFound
 from chalicelib.flows import AgentCommandRequest, FlowContext, StepEnv, agent_step, step
-from chalicelib.network.dhcp import FLAT_L2_TYPE, flat_dhcp_spec
+from chalicelib.network.dhcp import dhcp_spec
 from chalicelib.network.ip_allocation import add_nic, release_nic
 from chalicelib.storage.backup_selection import select_backup_storage
 
@@ -302,10 +302,9 @@ def _nic_spec(db: Session, nic: Row[Any], hostname: str | None) -> dict[str, Any
             "bridge": bridge_name(nic.physical_interface, nic.vlan),
             "physicalInterface": nic.physical_interface, "vlan": nic.vlan,
             "deviceId": nic.device_id, "ip": nic.ip}
-    dhcp = None if nic.l2_type != FLAT_L2_TYPE else flat_dhcp_spec(
-        db, l3_network_uuid=nic.l3_uuid, dns_domain=nic.dns_domain, ip=nic.ip,
-        netmask=nic.netmask, gateway=nic.gateway,
-        hostname=hostname if nic.device_id == 0 else None)
+    dhcp = dhcp_spec(db, l2_type=nic.l2_type, l3_network_uuid=nic.l3_uuid,
+                     dns_domain=nic.dns_domain, ip=nic.ip, netmask=nic.netmask,
+                     gateway=nic.gateway, hostname=hostname if nic.device_id == 0 else None)
     if dhcp is not None:
         spec["dhcp"] = dhcp
     return spec

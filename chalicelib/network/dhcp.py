@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from chalicelib.db.models import IpRange, L2Network, L3Network, L3NetworkDns, UsedIp, VmNic
+from chalicelib.db.models import IpRange, L3NetworkDns, UsedIp
 from chalicelib.errors import Conflict, InvalidArgument
 from chalicelib.network.ip_allocation import allocate_ip, release_ip
 
@@ -62,26 +62,17 @@ def release_dhcp_server_ip(db: Session, l3_network_uuid: str) -> bool:
     return released
 
 
-def dhcp_spec(db: Session, nic: VmNic, l3: L3Network, l2: L2Network,
-              hostname: str | None = None) -> dict[str, Any] | None:
-    """The NIC's ``dhcp`` object for the agent, or None when its network has no DHCP server
-    on the hosts (not a flat network) or the NIC has no address to hand out."""
-    if l2.type != FLAT_L2_TYPE:
-        return None
-    return flat_dhcp_spec(db, l3_network_uuid=l3.uuid, dns_domain=l3.dns_domain, ip=nic.ip,
-                          netmask=nic.netmask, gateway=nic.gateway, hostname=hostname)
-
-
 _DNS = select(L3NetworkDns.dns).where(
     L3NetworkDns.l3_network_uuid == bindparam("l3")).order_by(L3NetworkDns.create_date)
 
 
-def flat_dhcp_spec(db: Session, *, l3_network_uuid: str, dns_domain: str | None,
-                   ip: str | None, netmask: str | None, gateway: str | None,
-                   hostname: str | None) -> dict[str, Any] | None:
-    """:func:`dhcp_spec` of a NIC on a flat network, from its columns; None without an
+def dhcp_spec(db: Session, *, l2_type: str, l3_network_uuid: str, dns_domain: str | None,
+              ip: str | None, netmask: str | None, gateway: str | None,
+              hostname: str | None = None) -> dict[str, Any] | None:
+    """A NIC's ``dhcp`` object for the agent, from its columns and its networks'; None when
+    its network has no DHCP server on the hosts (not a flat network) or the NIC has no
     address to hand out."""
-    if ip is None or netmask is None:
+    if l2_type != FLAT_L2_TYPE or ip is None or netmask is None:
         return None
     return {"l3NetworkUuid": l3_network_uuid,
             "serverIp": dhcp_server_ip(db, l3_network_uuid),

@@ -104,13 +104,14 @@ def test_a_nic_on_a_flat_network_gets_a_dhcp_object_and_one_on_a_vlan_none(db):
         nic = allocate_nic(session, vm, site.l3, device_id=0)
         l3 = session.get(L3Network, site.l3)
         l2 = session.get(L2Network, site.l2)
-        spec = dhcp_spec(session, nic, l3, l2, hostname="web-1")
+        columns = {"l3_network_uuid": l3.uuid, "dns_domain": l3.dns_domain, "ip": nic.ip,
+                   "netmask": nic.netmask, "gateway": nic.gateway}
+        spec = dhcp_spec(session, l2_type=l2.type, **columns, hostname="web-1")
         assert sorted(spec.pop("dns")) == ["1.1.1.1", "8.8.8.8"]  # IPv4 only
         assert spec == {"l3NetworkUuid": site.l3, "serverIp": "10.0.0.254",
                         "prefixLength": 24, "gateway": "10.0.0.1",
                         "dnsDomain": "corp.example", "hostname": "web-1"}
         assert nic.ip != spec["serverIp"]
-        l2.type, l2.vlan = "L2VlanNetwork", 10
-        assert dhcp_spec(session, nic, l3, l2) is None
+        assert dhcp_spec(session, l2_type="L2VlanNetwork", **columns) is None
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(UsedIp)) == 2
