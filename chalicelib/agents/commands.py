@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from chalicelib import events
 from chalicelib.agents.protocol import CommandResult
 from chalicelib.db.base import new_uuid, utcnow
-from chalicelib.db.models import AgentCommand
+from chalicelib.db.models import AgentCommand, Host
 
 BATCH = 50
 COMMAND_QUEUED = "agent.command.queued"  # published once the command is committed
@@ -54,6 +54,9 @@ _UNFINISHED_STATE = and_(_COMMANDS.c.state != FINISHED[0], _COMMANDS.c.state != 
 _UNFINISHED = select(_COMMANDS.c.uuid, _COMMANDS.c.host_uuid, _COMMANDS.c.name,
                      _COMMANDS.c.args).where(
     _COMMANDS.c.uuid.in_(bindparam("ids", expanding=True)), _UNFINISHED_STATE)
+_HOSTS = Host.__table__
+_LOCK_HOSTS = select(_HOSTS.c.uuid).where(
+    _HOSTS.c.uuid.in_(bindparam("hosts", expanding=True))).order_by(_HOSTS.c.uuid).with_for_update()
 # Run once per finished command (executemany); still unfinished: a concurrent report of the
 # same command does not overwrite the outcome that finished it first.
 _FINISH = update(_COMMANDS).where(_COMMANDS.c.uuid == bindparam("b_uuid"), _UNFINISHED_STATE)
@@ -89,6 +92,7 @@ def record_outcomes(db: Session, outcomes: Iterable[Outcome]) -> list[FinishedCo
     commands, and COMMAND_FINISHED for each command finished once the transaction commits."""
     by_key = {(host_uuid, command_uuid): (ok, result, error)
               for host_uuid, command_uuid, ok, result, error in outcomes}
+    _lock_hosts(db, sorted({host_uuid for host_uuid, _ in by_key}))
     ids = list(dict.fromkeys(command_uuid for _, command_uuid in by_key))
     finished: list[FinishedCommand] = []
     now = utcnow()
@@ -112,6 +116,16 @@ def record_outcomes(db: Session, outcomes: Iterable[Outcome]) -> list[FinishedCo
         if updates:
             db.execute(_FINISH, updates)
     return finished
+
+
+def _lock_hosts(db: Session, host_uuids: list[str]) -> None:
+    """Take the reporting hosts' rows for writing, in one order, before anything else is
+    written: a report notes itself on its host afterwards, and recording a result first would
+    hold a shared lock on that row (MySQL checks the command's foreign key) and then want it
+    exclusive, deadlocking with a flow reserving capacity on the host in between. SQLite
+    has no row locks (one writer at a time): nothing to take there."""
+    if host_uuids and db.get_bind().dialect.name != "sqlite":
+        db.execute(_LOCK_HOSTS, {"hosts": host_uuids}).all()
 
 
 def outcome(db: Session, command_uuid: str) -> AgentCommand:

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chalicelib import events
@@ -31,21 +31,6 @@ PING_MAX_FAILURE = define(ConfigDefinition(
 FACT_COLUMNS = {"cpuNum": "cpu_num", "architecture": "architecture", "osVersion": "os_version",
                 "kernel": "kernel_version", "libvirtVersion": "libvirt_version",
                 "qemuVersion": "qemu_version"}
-
-
-_LOCK_HOSTS = select(Host.__table__.c.uuid).where(
-    Host.__table__.c.uuid.in_(bindparam("hosts", expanding=True)),
-).order_by(Host.__table__.c.uuid).with_for_update()
-
-
-def lock_reporting_hosts(db: Session, host_uuids: list[str]) -> None:
-    """Take the reporting hosts' rows for writing, in one order, before a report writes
-    anything else. Recording a command's result first would hold a shared lock on its host's
-    row (MySQL checks the command's foreign key) and then want it exclusive to note the
-    report: a flow reserving capacity on that host in between made one of them a deadlock
-    victim. SQLite has no row locks (one writer at a time): nothing to take there."""
-    if host_uuids and db.get_bind().dialect.name != "sqlite":
-        db.execute(_LOCK_HOSTS, {"hosts": sorted(host_uuids)}).all()
 
 
 def set_status(host: Host, status: str) -> None:

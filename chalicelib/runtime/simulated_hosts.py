@@ -186,7 +186,6 @@ class SimulatedHosts:
         (connect, host.facts, vm.sync) also reports its facts and VMs, as an agent's full
         sync does. The rest only count as a sign of life: their VMs' states are the
         operations' to set, and the periodic reports carry the host's."""
-        tracker.lock_reporting_hosts(db, list({host_uuid for host_uuid, _, _ in outcomes}))
         # The executor's own results (hostagent.protocol's ok_result/error_result), not a
         # report off the wire: recorded as they are, without validating each one.
         commands.record_outcomes(db, [

@@ -114,7 +114,6 @@ def _queue_access(ctx: Context, request: AgentRequest) -> dict:
 
 
 def _report(ctx: Context, request: ReportRequest) -> dict:
-    tracker.lock_reporting_hosts(ctx.session, [request.host_uuid])
     host = ctx.session.get(Host, request.host_uuid)
     commands.record(ctx.session, host.uuid, request.results)
     if request.vms is not None:
