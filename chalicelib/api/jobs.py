@@ -55,6 +55,8 @@ def create_job(db: DbSession, op: Operation, request: ApiRequest | None,
                              "request": json.dumps(payload),
                              "resource_uuid": payload.get("uuid"), "signature": signature})
     return job_uuid, signature
+
+
 _SHOW_PROGRESS = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"),
                                      _JOBS.c.state == "Running").values(
     progress=bindparam("view"))
@@ -139,6 +141,10 @@ _JOB_AND_ACCOUNT = select(
 ).outerjoin(_ACCOUNTS, _ACCOUNTS.c.uuid == _JOBS.c.account_uuid).where(
     _JOBS.c.uuid == bindparam("job"))
 _UPDATE_JOB = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"))
+_STATE_OF = select(_JOBS.c.state, _JOBS.c.api_name).where(_JOBS.c.uuid == bindparam("job"))
+# Waiting → Running, which only one delivery of a job can do (its row count says which).
+_START = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"), _JOBS.c.state == "Waiting").values(
+    state="Running", started_at=bindparam("now"))
 
 
 def _running_job(db: DbSession, job_uuid: str) -> _RunningJob:
@@ -257,11 +263,6 @@ def run_job(database: Database, job_uuid: str, lookup: Lookup,
         return  # another delivery runs it
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         _finish(database, job_uuid, op, error=as_aerie_error(exc))
-
-
-_STATE_OF = select(_JOBS.c.state, _JOBS.c.api_name).where(_JOBS.c.uuid == bindparam("job"))
-_START = update(_JOBS).where(_JOBS.c.uuid == bindparam("job"), _JOBS.c.state == "Waiting").values(
-    state="Running", started_at=bindparam("now"))
 
 
 def _runs_flow(lookup: Lookup, api_name: str) -> bool:
