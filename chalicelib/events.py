@@ -3,7 +3,9 @@
 Subscribers are called after the change is made; one that raises is logged and skipped.
 Events published after commit reach subscribers in commit order, once the committing
 session let go of the database (SQLite's writer turn), so subscribers never hold it up.
-The serverless runtime forwards the same events to EventBridge (a later issue).
+A bridge carries the events published here to another process (``aerie up``'s API and
+engine processes), whose subscribers get them through :func:`deliver`. The serverless
+runtime forwards the same events to EventBridge (a later issue).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ Subscriber = Callable[[str, dict[str, Any]], None]
 _PLUMBING = "agent.command."  # events logged at DEBUG only
 
 _subscribers: list[Subscriber] = []
+_bridges: list[Subscriber] = []
 _lock = threading.Lock()
 
 
@@ -34,10 +37,19 @@ def subscribe(subscriber: Subscriber) -> Callable[[], None]:
     return lambda: _unsubscribe(subscriber)
 
 
+def bridge(send: Subscriber) -> Callable[[], None]:
+    """Hand every event published in this process to ``send`` too (to reach another
+    process); returns a function that removes the bridge."""
+    with _lock:
+        _bridges.append(send)
+    return lambda: _unsubscribe(send)
+
+
 def _unsubscribe(subscriber: Subscriber) -> None:
     with _lock:
-        if subscriber in _subscribers:
-            _subscribers.remove(subscriber)
+        for registered in (_subscribers, _bridges):
+            if subscriber in registered:
+                registered.remove(subscriber)
 
 
 def publish(name: str, payload: dict[str, Any]) -> None:
@@ -47,6 +59,17 @@ def publish(name: str, payload: dict[str, Any]) -> None:
     # finished): at INFO they would be most of the log, and logging costs CPU.
     log.log(logging.DEBUG if name.startswith(_PLUMBING) else logging.INFO,
             "event %s %s", name, payload)
+    deliver(name, payload)
+    for send in list(_bridges):
+        try:
+            send(name, payload)
+        except Exception:  # the other process is gone: its own shutdown reports it
+            log.exception("could not pass event %s to the other process", name)
+
+
+def deliver(name: str, payload: dict[str, Any]) -> None:
+    """Hand an event to this process's subscribers (not to its bridges): an event another
+    process published (and logged), or this process's own."""
     for subscriber in list(_subscribers):
         try:
             subscriber(name, payload)

@@ -46,4 +46,4 @@ class Runtime(Protocol):
     db: Database
     jobs: JobRunner
     agents: AgentChannel
-    flows: FlowEngine
+    flows: FlowEngine | None  # None: this process runs no jobs (aerie up's API process)

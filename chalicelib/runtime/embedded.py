@@ -1,5 +1,7 @@
-"""The embedded runtime: one process; jobs wait in the in-process operation queue and run on
-its worker pool. The jobs table makes the queue durable across a crash."""
+"""The embedded runtime: jobs wait in the in-process operation queue and run on its worker
+pool; the jobs table makes the queue durable across a crash. ``EmbeddedRuntime`` is all of
+it in one process (tests, and ``aerie up``'s engine process); ``ApiRuntime`` is ``aerie up``'s
+API process, which hands the jobs it accepts to the engine process."""
 from __future__ import annotations
 
 import logging
@@ -18,7 +20,7 @@ from chalicelib.flows.agent_waits import step_env
 from chalicelib.ops import Release, Ticket
 from chalicelib.ops.levels import level_of
 from chalicelib.ops.local import LocalQueue
-from chalicelib.runtime.base import AgentChannel, FlowEngine
+from chalicelib.runtime.base import AgentChannel, FlowEngine, JobRunner
 from chalicelib.runtime.local_flows import LocalFlowEngine
 from chalicelib.runtime.simulated_hosts import SimulatedHosts
 from chalicelib.settings import Settings
@@ -84,11 +86,12 @@ class AgentsFetchThemselves:
     simulated hosts are told at once that a command waits (they would find it within their
     one-second tick, far too late for a flow waiting on them)."""
 
-    def __init__(self, simulated_hosts: SimulatedHosts) -> None:
+    def __init__(self, simulated_hosts: SimulatedHosts | None = None) -> None:
         self._simulated_hosts = simulated_hosts
 
     def deliver_pending(self) -> int:
-        self._simulated_hosts.wake()
+        if self._simulated_hosts is not None:
+            self._simulated_hosts.wake()
         return 0
 
     def queue_access(self, host_uuid: str) -> dict[str, Any]:
@@ -135,4 +138,19 @@ class EmbeddedRuntime:
         self.tracker.stop()
         self.jobs.shutdown()
         self.flows.close()
+        self.db.dispose()
+
+
+class ApiRuntime:
+    """``aerie up``'s API process: it serves every request and accepts jobs, which run in
+    the engine process (``jobs``: the engine's handle, which hands them over)."""
+
+    def __init__(self, settings: Settings, jobs: JobRunner) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_url)
+        self.jobs = jobs
+        self.agents = AgentsFetchThemselves()
+        self.flows = None  # flows run in the engine process
+
+    def close(self) -> None:
         self.db.dispose()

@@ -1,7 +1,9 @@
-"""``aerie up``: the embedded control plane on a production-grade threaded HTTP server."""
+"""``aerie up``: the embedded control plane on a production-grade threaded HTTP server.
+
+This process (the API process) serves HTTP; the jobs it accepts run in the engine process
+it starts (:mod:`chalicelib.runtime.engine_process` says why there are two)."""
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import sys
@@ -10,15 +12,15 @@ import threading
 from cheroot import wsgi
 
 from chalicelib import runtime
+from chalicelib.db.database import Database
 from chalicelib.runtime.bootstrap import prepare_database
-from chalicelib.runtime.embedded import EmbeddedRuntime
+from chalicelib.runtime.embedded import ApiRuntime
+from chalicelib.runtime.engine_process import EngineProcess
+from chalicelib.runtime.process import configure_logging, tune_interpreter
 from chalicelib.runtime.wsgi import ChaliceWsgiApp
 from chalicelib.settings import Settings
 
-log = logging.getLogger("aerie")
-
-SWITCH_INTERVAL = 0.0005  # seconds a thread may keep the GIL while others wait for it
-
+log = logging.getLogger(__name__)
 
 def make_server(settings: Settings, wsgi_app) -> wsgi.Server:
     server = wsgi.Server(
@@ -58,42 +60,51 @@ def banner(settings: Settings, generated_password: str | None, scheme: str) -> s
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("api")
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    embedded = EmbeddedRuntime(settings)
-    generated = prepare_database(embedded.db, settings.admin_password)
-    runtime.install(embedded)
-    embedded.start_background()
-    interrupted, requeued = embedded.resume_jobs()
-    if interrupted or requeued:
-        log.info("after restart: %d interrupted jobs failed and rolled back, %d waiting jobs "
-                 "queued again", interrupted, requeued)
+    database = Database(settings.db_url)
+    try:
+        generated = prepare_database(database, settings.admin_password)
+    finally:
+        database.dispose()
+    try:
+        engine = EngineProcess.start()
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    api = ApiRuntime(settings, engine)
+    runtime.install(api)
 
     import app as chalice_app  # the very module Lambda loads
 
     server = make_server(settings, ChaliceWsgiApp(chalice_app.app))
-    def _stop(signum, _frame):
-        log.info("signal %d: stopping", signum)
+
+    def stop() -> None:
         # stop() joins the worker threads: it must not run on the thread serving the loop.
         threading.Thread(target=server.stop, name="aerie-stop").start()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    # Everything loaded so far lives as long as the process: keep it out of GC passes.
-    gc.collect()
-    gc.freeze()
-    # Transactions take turns on one lock (SQLite) and let go of the GIL at each statement;
-    # at the default 5 ms switch interval another thread (an HTTP request being parsed or
-    # rendered) keeps the GIL that long while the lock holder, and everyone queued behind
-    # it, waits. Measured with bench/create_vms.py: 300 VMs in 30 s instead of 43 s.
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    def on_signal(signum, _frame) -> None:
+        log.info("signal %d: stopping", signum)
+        stop()
+
+    def on_engine_gone() -> None:
+        code = engine.process.wait()
+        log.log(logging.INFO if code == 0 else logging.ERROR,
+                "the engine process ended (exit code %s): stopping", code)
+        stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    engine.when_gone(on_engine_gone)
+    tune_interpreter()
     server.prepare()
     print(banner(settings, generated, "https" if server.ssl_adapter else "http"), flush=True)
     try:
         server.serve()
     finally:
-        embedded.close()
-    return 0
+        code = engine.stop()
+        api.close()
+    return 0 if code == 0 else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""``aerie up``'s engine process: the operation queues, the flows, host tracking and the
+simulated hosts run here, beside the API process that serves HTTP.
+
+One Python process runs Python on one core at a time (the GIL), and under load every
+thread that wants it makes the others wait: HTTP requests slowed the flows that hold
+SQLite's writer turn, and the flows slowed the requests. Two processes use two cores and
+keep each other's threads out of their way; they share the database (SQLite's writer turn
+spans processes, see ``db.database.WriterTurn``) and talk over a socket pair
+(:mod:`chalicelib.runtime.link`):
+
+- ``job`` (API → engine): a job the API accepted and committed, to queue;
+- ``event`` (both ways): an event published in one process, for the other's subscribers
+  (an agent's report recorded by the API wakes the flow waiting for it in the engine);
+- ``ready`` (engine → API): the engine has queued the jobs a previous run left waiting and
+  takes new ones; the API process starts serving only then, so those run first.
+
+The engine dies with the API process (``PR_SET_PDEATHSIG`` on Linux, and the link's end
+everywhere): a ``kill -9`` of ``aerie up`` stops both, and the next start resumes the jobs.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib import events, runtime
+from chalicelib.runtime.embedded import EmbeddedRuntime
+from chalicelib.runtime.link import Link, LinkClosed
+from chalicelib.runtime.process import configure_logging, tune_interpreter
+from chalicelib.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY_SECONDS = 600  # resuming a crashed run's jobs rolls back its flows first
+STOP_SECONDS = 60
+
+
+class EngineProcess:
+    """The API process's handle on its engine: the child process and the link to it."""
+
+    def __init__(self, process: subprocess.Popen, link: Link) -> None:
+        self.process = process
+        self.link = link
+        self._unbridge: Callable[[], None] = lambda: None
+        self._stopping = False
+
+    @classmethod
+    def start(cls) -> EngineProcess:
+        """Start the engine (its settings come from this process's environment, as ours
+        did) and return once it takes jobs; RuntimeError if it does not start."""
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()])
+        engine = cls(process, Link(ours, "engine"))
+        ready = threading.Event()
+        engine.link.on("ready", lambda _body: ready.set())
+        engine._unbridge = connect_events(engine.link)
+        engine.link.start()
+        deadline = time.monotonic() + READY_SECONDS
+        while not ready.wait(0.1):
+            if process.poll() is not None or engine.link.closed \
+                    or time.monotonic() > deadline:
+                engine.stop()
+                raise RuntimeError(f"the engine process did not start (exit code "
+                                   f"{process.returncode}); its log is above")
+        return engine
+
+    def submit(self, job_uuid: str, signature: str, level: int) -> None:
+        self.link.send("job", [job_uuid, signature, level])
+
+    def when_gone(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` if the engine ends without being asked to (it crashed)."""
+        self.link.when_closed(lambda: None if self._stopping else callback())
+
+    def stop(self) -> int:
+        """Stop the engine (it lets its running jobs end) and return its exit code."""
+        self._stopping = True
+        self._unbridge()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("the engine process did not stop within %d s; killing it",
+                        STOP_SECONDS)
+            self.process.kill()
+            code = self.process.wait()
+        self.link.close()
+        return code
+
+
+def connect_events(link: Link) -> Callable[[], None]:
+    """Events published in this process reach the other's subscribers, and theirs ours;
+    returns what disconnects ours (theirs stop with the link)."""
+    def pass_on(name: str, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(LinkClosed):  # the other process is gone, and this one ends
+            link.send("event", [name, payload])
+
+    link.on("event", lambda body: events.deliver(*body))
+    return events.bridge(pass_on)
+
+
+def _die_with(parent_pid: int) -> None:
+    """Have the kernel kill this process when the API process dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # it died before the line above
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    fd, parent_pid = int(argv[0]), int(argv[1])
+    configure_logging("engine")
+    _die_with(parent_pid)
+
+    link = Link(socket.socket(fileno=fd), "api")
+    embedded = EmbeddedRuntime(Settings.from_env())
+    runtime.install(embedded)
+    stopping = threading.Event()
+    # Ctrl-C reaches both processes: the API process stops this one once it stopped serving.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    link.on("job", lambda body: embedded.jobs.submit(*body))
+    link.when_closed(stopping.set)
+    unbridge = connect_events(link)
+    embedded.start_background()
+    interrupted, requeued = embedded.resume_jobs()
+    if interrupted or requeued:
+        log.info("after restart: %d interrupted jobs failed and rolled back, %d waiting jobs "
+                 "queued again", interrupted, requeued)
+    link.start()  # after the resumed jobs: they keep their place ahead of new ones
+    tune_interpreter()
+    link.send("ready", {"interrupted": interrupted, "requeued": requeued})
+    while not stopping.wait(1):
+        pass
+    unbridge()
+    embedded.close()
+    link.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

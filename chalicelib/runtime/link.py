@@ -1,0 +1,104 @@
+"""The link between ``aerie up``'s two processes: JSON messages over a connected socket.
+
+A message is ``[kind, body]``, framed by its length. Each side registers a handler per kind;
+one reader thread calls them in the order the messages came. Sending is thread-safe and
+never waits for the other side to handle the message.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], None]
+_LENGTH = struct.Struct("!I")
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class LinkClosed(ConnectionError):
+    """The other process closed its end (it stopped, or died)."""
+
+
+class Link:
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self._sock = sock
+        self._name = name
+        self._send_lock = threading.Lock()
+        self._handlers: dict[str, Handler] = {}
+        self._closed = threading.Event()
+        self._on_closed: list[Callable[[], None]] = []
+        self._reader = threading.Thread(target=self._read_loop, name=f"aerie-link-{name}",
+                                        daemon=True)
+
+    def on(self, kind: str, handler: Handler) -> None:
+        """Call ``handler(body)`` for every message of ``kind`` (set before :meth:`start`)."""
+        self._handlers[kind] = handler
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the reader thread) once the other side has gone."""
+        self._on_closed.append(callback)
+
+    def start(self) -> None:
+        self._reader.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def send(self, kind: str, body: Any) -> None:
+        data = json.dumps([kind, body], separators=(",", ":")).encode()
+        if self._closed.is_set():
+            raise LinkClosed(f"the {self._name} link is closed")
+        with self._send_lock:
+            try:
+                self._sock.sendall(_LENGTH.pack(len(data)) + data)
+            except OSError as exc:
+                raise LinkClosed(f"the {self._name} link is closed: {exc}") from exc
+
+    def close(self) -> None:
+        """Stop: the other side sees the link close."""
+        self._closed.set()
+        with contextlib.suppress(OSError):  # already gone
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+    def _read_exactly(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left:
+            chunk = self._sock.recv(min(left, 1 << 20))
+            if not chunk:
+                raise LinkClosed(f"the {self._name} link closed")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                (size,) = _LENGTH.unpack(self._read_exactly(_LENGTH.size))
+                if size > MAX_MESSAGE:
+                    raise LinkClosed(f"a {size}-byte message on the {self._name} link")
+                kind, body = json.loads(self._read_exactly(size))
+                handler = self._handlers.get(kind)
+                if handler is None:
+                    log.error("no handler for %r messages on the %s link", kind, self._name)
+                    continue
+                try:
+                    handler(body)
+                except Exception:  # one bad message must not end the link
+                    log.exception("handling a %r message on the %s link failed", kind,
+                                  self._name)
+        except (LinkClosed, OSError) as exc:
+            if not self._closed.is_set():
+                log.info("%s", exc)
+        finally:
+            self._closed.set()
+            for callback in self._on_closed:
+                callback()
