@@ -29,6 +29,9 @@ class Settings:
     flow_wait_seconds: float = 45.0
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    # aerie up: "auto" runs its engine and API processes each on a CPU of its own (when
+    # there are two or more); "off" leaves them to the scheduler.
+    cpu_affinity: str = "auto"
 
     @property
     def redacted_db_url(self) -> str:
@@ -78,4 +81,12 @@ class Settings:
             flow_wait_seconds=float(env.get("AERIE_FLOW_WAIT_SECONDS", "45")),
             tls_cert_file=env.get("AERIE_TLS_CERT") or None,
             tls_key_file=env.get("AERIE_TLS_KEY") or None,
+            cpu_affinity=_choice(env, "AERIE_CPU_AFFINITY", ("auto", "off")),
         )
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

@@ -35,7 +35,7 @@ from typing import Any
 from chalicelib import events, runtime
 from chalicelib.runtime.embedded import EmbeddedRuntime
 from chalicelib.runtime.link import Link, LinkClosed
-from chalicelib.runtime.process import configure_logging, tune_interpreter
+from chalicelib.runtime.process import configure_logging, own_cpu, tune_interpreter
 from chalicelib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,13 @@ def main(argv: list[str]) -> int:
     fd, parent_pid = int(argv[0]), int(argv[1])
     configure_logging("engine")
     _die_with(parent_pid)
+    settings = Settings.from_env()
+    cpu = own_cpu("engine", settings.cpu_affinity)  # before any thread starts: they inherit it
+    if cpu is not None:
+        log.info("the engine process runs on CPU %d", cpu)
 
     link = Link(socket.socket(fileno=fd), "api")
-    embedded = EmbeddedRuntime(Settings.from_env())
+    embedded = EmbeddedRuntime(settings)
     runtime.install(embedded)
     stopping = threading.Event()
     # Ctrl-C reaches both processes: the API process stops this one once it stopped serving.

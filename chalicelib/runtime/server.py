@@ -16,7 +16,7 @@ from chalicelib.db.database import Database
 from chalicelib.runtime.bootstrap import prepare_database
 from chalicelib.runtime.embedded import ApiRuntime
 from chalicelib.runtime.engine_process import EngineProcess
-from chalicelib.runtime.process import configure_logging, tune_interpreter
+from chalicelib.runtime.process import configure_logging, own_cpu, tune_interpreter
 from chalicelib.runtime.wsgi import ChaliceWsgiApp
 from chalicelib.settings import Settings
 
@@ -61,6 +61,9 @@ def banner(settings: Settings, generated_password: str | None, scheme: str) -> s
 
 def serve(settings: Settings) -> int:
     configure_logging("api")
+    cpu = own_cpu("api", settings.cpu_affinity)  # before any thread starts: they inherit it
+    if cpu is not None:
+        log.info("the API process runs on CPU %d", cpu)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.db_url)
     try:
