@@ -315,9 +315,17 @@ def _usable_storage(cluster_uuid: ColumnElement, size: ColumnElement) -> ColumnE
                 STORAGES.c.available_capacity >= size)
 
 
+def _not_an_index(column: ColumnElement[str]) -> ColumnElement[str]:
+    """The column's value in a form no index is used for. A host's status or cluster picks
+    nearly every host of a cloud; looked up by them, every host is read and sorted by free
+    memory. Without them the database walks ``ix_hosts_free_memory`` from the top and stops
+    at the TOP_K-th host that passes (1,000 hosts: 0.34 ms a VM down to 0.02 ms on SQLite)."""
+    return column.concat("")
+
+
 def _in_clusters_where(*clauses: ColumnElement[bool]) -> ColumnElement[bool]:
     # The clusters that pass are found once per statement, not once per host.
-    return HOSTS.c.cluster_uuid.in_(select(CLUSTERS.c.uuid).where(*clauses))
+    return _not_an_index(HOSTS.c.cluster_uuid).in_(select(CLUSTERS.c.uuid).where(*clauses))
 
 
 def _scope_clauses(shape: _Shape) -> list[ColumnElement[bool]]:
@@ -336,7 +344,7 @@ def _scope_clauses(shape: _Shape) -> list[ColumnElement[bool]]:
 def _condition_clauses(shape: _Shape) -> list[ColumnElement[bool]]:
     """A host's conditions, in the order :func:`_condition_texts` names them."""
     return [
-        HOSTS.c.status == "Connected",
+        _not_an_index(HOSTS.c.status) == "Connected",
         and_(HOSTS.c.state == "Enabled", _in_clusters_where(CLUSTERS.c.state == "Enabled")),
         *(_in_clusters_where(exists().where(
             L2_REFS.c.cluster_uuid == CLUSTERS.c.uuid,

@@ -5,13 +5,15 @@ from sqlalchemy import inspect
 
 from chalicelib.db.base import Base
 from chalicelib.db.database import Database
+from chalicelib.db.migrate import comparable
 
 
 def test_migrations_match_the_models(db_url):
     db = Database(db_url)
     try:
         with db.engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_object": comparable})
             assert compare_metadata(context, Base.metadata) == []
     finally:
         db.dispose()

@@ -3,6 +3,7 @@ from alembic import context
 
 import chalicelib.db.models  # noqa: F401  (registers every table)
 from chalicelib.db.base import Base
+from chalicelib.db.migrate import comparable
 
 engine = context.config.attributes["engine"]
 with engine.connect() as connection:
@@ -11,6 +12,7 @@ with engine.connect() as connection:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=comparable,
     )
     with context.begin_transaction():
         context.run_migrations()

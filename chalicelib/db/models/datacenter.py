@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chalicelib.db.base import Base, Resource, fk_column
@@ -67,6 +67,9 @@ class Host(Resource, Base):
     __resource__ = "Host"
     __hidden_fields__ = frozenset({"tokenHash", "sshPassword", "sshPrivateKey"})
     __dependents__ = ("vm_instances",)
+    # Placing a VM walks the hosts from the most memory free down (compute.allocation).
+    __table_args__ = (Index("ix_hosts_free_memory", text("available_memory_capacity DESC"),
+                            "uuid"),)
 
     zone_uuid: Mapped[str] = fk_column("zones.uuid")
     cluster_uuid: Mapped[str] = fk_column("clusters.uuid")
