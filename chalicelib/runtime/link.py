@@ -1,8 +1,9 @@
 """The link between ``aerie up``'s two processes: JSON messages over a connected socket.
 
 A message is ``[kind, body]``, framed by its length. Each side registers a handler per kind;
-one reader thread calls them in the order the messages came. Sending is thread-safe and
-never waits for the other side to handle the message.
+one reader thread calls them in the order the messages came. Sending only queues the message
+for a writer thread (which sends whatever has queued up in one go): a sender never waits for
+the other side, even when that side is busy or stopped and the socket's buffer is full.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 import socket
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,12 +32,15 @@ class Link:
     def __init__(self, sock: socket.socket, name: str) -> None:
         self._sock = sock
         self._name = name
-        self._send_lock = threading.Lock()
+        self._outbox: deque[bytes] = deque()
+        self._outbox_filled = threading.Condition()
         self._handlers: dict[str, Handler] = {}
         self._closed = threading.Event()
         self._on_closed: list[Callable[[], None]] = []
         self._reader = threading.Thread(target=self._read_loop, name=f"aerie-link-{name}",
                                         daemon=True)
+        self._writer = threading.Thread(target=self._write_loop,
+                                        name=f"aerie-link-{name}-out", daemon=True)
 
     def on(self, kind: str, handler: Handler) -> None:
         """Call ``handler(body)`` for every message of ``kind`` (set before :meth:`start`)."""
@@ -47,27 +52,45 @@ class Link:
 
     def start(self) -> None:
         self._reader.start()
+        self._writer.start()
 
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
     def send(self, kind: str, body: Any) -> None:
-        data = json.dumps([kind, body], separators=(",", ":")).encode()
+        """Queue the message; LinkClosed once the other side has gone."""
         if self._closed.is_set():
             raise LinkClosed(f"the {self._name} link is closed")
-        with self._send_lock:
-            try:
-                self._sock.sendall(_LENGTH.pack(len(data)) + data)
-            except OSError as exc:
-                raise LinkClosed(f"the {self._name} link is closed: {exc}") from exc
+        data = json.dumps([kind, body], separators=(",", ":")).encode()
+        with self._outbox_filled:
+            self._outbox.append(_LENGTH.pack(len(data)) + data)
+            self._outbox_filled.notify()
 
     def close(self) -> None:
-        """Stop: the other side sees the link close."""
+        """Stop: the other side sees the link close (messages not yet sent are dropped)."""
         self._closed.set()
+        with self._outbox_filled:
+            self._outbox_filled.notify()
         with contextlib.suppress(OSError):  # already gone
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._outbox_filled:
+                while not self._outbox and not self._closed.is_set():
+                    self._outbox_filled.wait()
+                if self._closed.is_set():
+                    return
+                frames = b"".join(self._outbox.popleft() for _ in range(len(self._outbox)))
+            try:
+                self._sock.sendall(frames)
+            except OSError as exc:
+                if not self._closed.is_set():
+                    log.info("the %s link closed: %s", self._name, exc)
+                    self._closed.set()
+                return
 
     def _read_exactly(self, size: int) -> bytes:
         chunks, left = [], size

@@ -3,11 +3,16 @@ restart on the same database every accepted job ends, in order, one at a time, a
 the one that was running is failed as interrupted."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import random
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BufferedReader
@@ -17,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.integration.test_server import Server
 from tests.support.api import ADMIN_PASSWORD, ApiClient
@@ -25,7 +31,6 @@ pytestmark = pytest.mark.slow
 
 BURST = 300  # updates sent back to back, in order, on one connection
 BACKLOG = 10  # jobs that must still wait when the process is killed
-MOST = 1500  # give up making a backlog after this many updates
 FINISHED = ("Succeeded", "Failed")
 
 
@@ -87,18 +92,66 @@ def _burst(port: int, token: str, zone_uuid: str, first: int, count: int) -> lis
     return jobs
 
 
-def _fill_queue(api: ApiClient, port: int, zone_uuid: str) -> list[str]:
-    """Send updates of one zone until some have run and at least BACKLOG still wait."""
+def _engine_of(server: Server) -> int:
+    """The engine process `aerie up` started: its child."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == server.process.pid:
+                    return int(entry.name)
+    raise AssertionError("aerie up runs no engine process")
+
+
+def _writer_turn_free(db_url: str) -> bool:
+    """Whether no process holds SQLite's writer turn (MySQL has none to hold)."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite":
+        return True
+    with open(f"{url.database}-turn", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return True
+
+
+@contextlib.contextmanager
+def _engine_paused(server: Server, db_url: str) -> Iterator[None]:
+    """The engine stopped (SIGSTOP) outside any write, so that the API still accepts jobs:
+    they wait, however fast the engine would have run them."""
+    engine = _engine_of(server)
+    for _ in range(100):
+        os.kill(engine, signal.SIGSTOP)
+        if _writer_turn_free(db_url):
+            break
+        os.kill(engine, signal.SIGCONT)
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the engine never let go of the writer turn")
+    try:
+        yield
+    finally:
+        os.kill(engine, signal.SIGCONT)
+
+
+def _fill_queue(api: ApiClient, server: Server, db_url: str, zone_uuid: str) -> list[str]:
+    """A burst of updates of one zone, sent while the engine is paused; returns once it
+    runs them again, some have run and at least BACKLOG still wait."""
     assert api.token, "log in first"
-    submitted: list[str] = []
-    while True:
-        submitted += _burst(port, api.token, zone_uuid, len(submitted), BURST)
+    with _engine_paused(server, db_url):
+        submitted = _burst(server.port, api.token, zone_uuid, 0, BURST)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         # A waiting job's position counts the jobs of its queue ahead of it, not finished.
         last = api.get(f"/v1/api-jobs/{submitted[-1]}").json()
         ahead = last.get("position", 0)
         if last["state"] == "Waiting" and BACKLOG <= ahead < len(submitted) - 1:
             return submitted
-        assert len(submitted) < MOST, f"no backlog to kill in: last job {last}"
+        assert last["state"] == "Waiting" and ahead >= BACKLOG, \
+            f"the backlog ran out before the kill: last job {last}"
+    raise AssertionError("no job of the burst ran within 30 s")
 
 
 def _jobs(api: ApiClient, count: int) -> dict[str, dict[str, Any]]:
@@ -126,7 +179,7 @@ def test_kill_9_mid_queue_loses_nothing(db_url: str, tmp_path: Path) -> None:
             api = ApiClient(http)
             api.login()
             zone_uuid = api.do("POST", "/v1/zones", {"name": "z-crash"})["uuid"]
-            submitted = _fill_queue(api, first.port, zone_uuid)
+            submitted = _fill_queue(api, first, db_url, zone_uuid)
             # Not always right after the look: on SQLite that look held the database, so the
             # worker would always be caught just starting a job, never in the middle of one.
             time.sleep(random.uniform(0, 0.005))

@@ -1,0 +1,87 @@
+"""The link between aerie up's API and engine processes: messages arrive whole and in order
+both ways, a sender never waits for a peer that does not read, and each side learns when
+the other has gone."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from chalicelib.runtime.link import Link, LinkClosed
+
+
+def _pair() -> tuple[Link, Link]:
+    ours, theirs = socket.socketpair()
+    return Link(ours, "engine"), Link(theirs, "api")
+
+
+def test_messages_arrive_in_order_both_ways():
+    api, engine = _pair()
+    jobs, events = [], []
+    done = threading.Event()
+
+    def on_job(body) -> None:
+        jobs.append(body)
+        if len(jobs) == 1000:
+            done.set()
+    engine.on("job", on_job)
+    api.on("event", events.append)
+    for link in (api, engine):
+        link.start()
+    try:
+        for n in range(1000):
+            api.send("job", [f"job-{n}", "vm:x", 1])
+        engine.send("event", ["agent.command.finished", {"result": {"big": "x" * 200_000}}])
+        assert done.wait(10)
+        assert jobs == [[f"job-{n}", "vm:x", 1] for n in range(1000)]
+        deadline = time.monotonic() + 10
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events == [["agent.command.finished", {"result": {"big": "x" * 200_000}}]]
+    finally:
+        api.close()
+        engine.close()
+
+
+def test_a_sender_does_not_wait_for_a_peer_that_does_not_read():
+    api, engine = _pair()  # the engine never starts reading: it is busy, or stopped
+    api.start()
+    try:
+        started = time.monotonic()
+        for n in range(20_000):  # far more than a socket buffer holds
+            api.send("job", [f"job-{n}", "zone:z", 1])
+        assert time.monotonic() - started < 5
+    finally:
+        api.close()
+        engine.close()
+
+
+def test_each_side_learns_when_the_other_has_gone():
+    api, engine = _pair()
+    gone = threading.Event()
+    api.when_closed(gone.set)
+    api.start()
+    engine.start()
+    engine.close()
+    assert gone.wait(5)
+    assert api.closed
+    with pytest.raises(LinkClosed):
+        api.send("job", ["job-1", "zone:z", 1])
+    api.close()
+
+
+def test_a_message_nobody_handles_is_skipped_and_the_next_one_arrives():
+    api, engine = _pair()
+    seen = threading.Event()
+    engine.on("job", lambda _body: seen.set())
+    engine.start()
+    api.start()
+    try:
+        api.send("unknown", {})
+        api.send("job", ["job-1", "zone:z", 1])
+        assert seen.wait(5)
+    finally:
+        api.close()
+        engine.close()
