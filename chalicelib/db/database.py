@@ -58,21 +58,24 @@ class WriterTurn:
     SQLite's sleep-and-retry (measured: 4x the job rate with 8 workers): threads take turns
     on a lock, and processes sharing the database file (the API and engine processes of
     ``aerie up``, a benchmark, ``aerie db upgrade``) on an exclusive ``flock`` of a file
-    beside it. Re-entrant on one thread."""
+    beside it. Re-entrant on one thread. One per database file in a process (see
+    :func:`writer_turn`): two of them would hold the same file's lock through two open
+    files, and a thread holding one would wait for itself on the other."""
 
     def __init__(self, lock_path: Path | None) -> None:
         self._threads = threading.RLock()
-        self._lock_path = lock_path
+        self.lock_path = lock_path
         self._fd: int | None = None
         self._depth = 0
+        self.users = 0  # the Databases that share it
 
     def __enter__(self) -> None:
         self._threads.acquire()
         self._depth += 1
-        if self._depth == 1 and self._lock_path is not None:
+        if self._depth == 1 and self.lock_path is not None:
             try:
                 if self._fd is None:
-                    self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                    self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
             except BaseException:
                 self._depth -= 1
@@ -91,16 +94,35 @@ class WriterTurn:
             self._fd = None
 
 
+_turns: dict[Path, WriterTurn] = {}
+_turns_lock = threading.Lock()
+
+
 def writer_turn(url: str) -> AbstractContextManager[None]:
     """The turn writers take on this database: SQLite's (shared with other processes when it
-    is a file), or none where the database locks rows itself (MySQL)."""
+    is a file), or none where the database locks rows itself (MySQL). Call
+    :func:`let_go_of` when done with it."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return nullcontext()
     path = parsed.database
     if not path or path == ":memory:" or path.startswith("file:"):
         return WriterTurn(None)
-    return WriterTurn(Path(f"{path}-turn"))
+    lock_path = Path(f"{path}-turn").resolve()
+    with _turns_lock:
+        turn = _turns.setdefault(lock_path, WriterTurn(lock_path))
+        turn.users += 1
+    return turn
+
+
+def let_go_of(turn: AbstractContextManager[None]) -> None:
+    if not isinstance(turn, WriterTurn) or turn.lock_path is None:
+        return
+    with _turns_lock:
+        turn.users -= 1
+        if turn.users == 0:
+            del _turns[turn.lock_path]
+            turn.close()
 
 
 class Database:
@@ -154,5 +176,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if isinstance(self._turn, WriterTurn):
-            self._turn.close()
+        let_go_of(self._turn)
