@@ -1,7 +1,9 @@
-"""SQLite's writer turn: writers take turns on an in-process lock; a block that only reads
-neither waits for it nor holds it up."""
+"""SQLite's writer turn: writers take turns, threads on a lock and processes on a lock file
+beside the database; a block that only reads neither waits for it nor holds it up."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -50,5 +52,38 @@ def test_a_read_does_not_wait_for_a_writer_that_holds_the_turn(tmp_path: Path):
             thread.join(10)
         other.join(10)
         assert waited.is_set()
+    finally:
+        database.dispose()
+
+
+_OTHER_PROCESS_WRITES = """
+import sys, time
+from sqlalchemy import text
+from chalicelib.db.database import Database
+database = Database(sys.argv[1])
+with database.session() as db:
+    db.execute(text("INSERT INTO notes VALUES ('from the other process')"))
+print(time.time())  # when its write went in
+"""
+
+
+def test_a_writer_in_another_process_waits_for_the_turn(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'turns.db'}"
+    database = Database(url)
+    try:
+        with database.session() as db:
+            db.execute(text("CREATE TABLE notes (body TEXT)"))
+        with database.session() as db:
+            db.execute(text("INSERT INTO notes VALUES ('held')"))
+            other = subprocess.Popen([sys.executable, "-c", _OTHER_PROCESS_WRITES, url],
+                                     stdout=subprocess.PIPE, text=True)
+            time.sleep(1.0)  # it waits for the turn, not for SQLite's lock (30 s, then fails)
+            assert other.poll() is None
+        released = time.time()
+        out, _ = other.communicate(timeout=30)
+        assert other.returncode == 0 and float(out) >= released
+        with database.session() as db:
+            assert sorted(db.scalars(text("SELECT body FROM notes"))) == [
+                "from the other process", "held"]
     finally:
         database.dispose()
