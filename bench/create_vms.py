@@ -3,7 +3,7 @@ hosts in the embedded control plane, next to the seed's ZStack figures; and what
 creations would cost serverless.
 
     .venv/bin/python bench/create_vms.py [--sizes 1,10,100,1000,10000] [--hosts 1000]
-        [--clients 48] [--workers 8] [--http-threads 16] [--db-url URL]
+        [--clients 48] [--workers 16] [--http-threads 16] [--db-url URL]
 
 Starts its own `aerie up` on a free loopback port (SQLite under a temporary directory unless
 --db-url names another database), builds a cloud through the API (a zone, a simulator
@@ -462,7 +462,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=48,
                         help="concurrent keep-alive HTTP connections")
-    parser.add_argument("--workers", type=int, default=8, help="AERIE_JOB_WORKERS")
+    parser.add_argument("--workers", type=int, default=16, help="AERIE_JOB_WORKERS")
     parser.add_argument("--http-threads", type=int, default=16, help="AERIE_HTTP_THREADS")
     parser.add_argument("--image-size", type=int, default=GIB, help="bytes of each root volume")
     parser.add_argument("--db-url", help="default: SQLite in a temporary directory")

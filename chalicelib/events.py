@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import event as sa_event
@@ -25,16 +25,22 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[str, dict[str, Any]], None]
 _PLUMBING = "agent.command."  # events logged at DEBUG only
 
-_subscribers: list[Subscriber] = []
+Names = frozenset[str] | None  # None: every event
+
+_subscribers: list[tuple[Subscriber, Names]] = []
 _bridges: list[Subscriber] = []
-_lock = threading.Lock()
+_watchers: list[Callable[[Names], None]] = []
+_lock = threading.RLock()
 
 
-def subscribe(subscriber: Subscriber) -> Callable[[], None]:
-    """Receive every event; returns a function that unsubscribes."""
+def subscribe(subscriber: Subscriber, names: Iterable[str] | None = None) -> Callable[[], None]:
+    """Receive the events named in ``names`` (every event without); returns a function
+    that unsubscribes."""
+    entry = (subscriber, None if names is None else frozenset(names))
     with _lock:
-        _subscribers.append(subscriber)
-    return lambda: _unsubscribe(subscriber)
+        _subscribers.append(entry)
+        _tell_watchers()
+    return lambda: _remove(_subscribers, entry)
 
 
 def bridge(send: Subscriber) -> Callable[[], None]:
@@ -42,14 +48,42 @@ def bridge(send: Subscriber) -> Callable[[], None]:
     process); returns a function that removes the bridge."""
     with _lock:
         _bridges.append(send)
-    return lambda: _unsubscribe(send)
+    return lambda: _remove(_bridges, send)
 
 
-def _unsubscribe(subscriber: Subscriber) -> None:
+def wanted() -> Names:
+    """The events this process's subscribers want: None for every event."""
     with _lock:
-        for registered in (_subscribers, _bridges):
-            if subscriber in registered:
-                registered.remove(subscriber)
+        names: set[str] = set()
+        for _, wanted_names in _subscribers:
+            if wanted_names is None:
+                return None
+            names |= wanted_names
+        return frozenset(names)
+
+
+def watch_wanted(callback: Callable[[Names], None]) -> Callable[[], None]:
+    """Call ``callback(wanted())`` now and whenever subscriptions change (what a bridge
+    tells the other process, so that it sends only those)."""
+    with _lock:
+        _watchers.append(callback)
+        callback(wanted())
+    return lambda: _remove(_watchers, callback)
+
+
+def _tell_watchers() -> None:
+    if _watchers:
+        names = wanted()
+        for callback in list(_watchers):
+            callback(names)
+
+
+def _remove(registered: list, item: object) -> None:
+    with _lock:
+        if item in registered:
+            registered.remove(item)
+            if registered is _subscribers:
+                _tell_watchers()
 
 
 def publish(name: str, payload: dict[str, Any]) -> None:
@@ -70,7 +104,9 @@ def publish(name: str, payload: dict[str, Any]) -> None:
 def deliver(name: str, payload: dict[str, Any]) -> None:
     """Hand an event to this process's subscribers (not to its bridges): an event another
     process published (and logged), or this process's own."""
-    for subscriber in list(_subscribers):
+    for subscriber, names in list(_subscribers):
+        if names is not None and name not in names:
+            continue
         try:
             subscriber(name, payload)
         except Exception:  # a broken subscriber must not break the publisher

@@ -70,7 +70,7 @@ class Settings:
             var_dir=var_dir,
             runtime=env.get("AERIE_RUNTIME", "embedded"),
             admin_password=env.get("AERIE_ADMIN_PASSWORD") or None,
-            job_workers=int(env.get("AERIE_JOB_WORKERS", "8")),
+            job_workers=int(env.get("AERIE_JOB_WORKERS", "16")),
             jobs_queue_url=env.get("AERIE_JOBS_QUEUE_URL"),
             http_threads=int(env.get("AERIE_HTTP_THREADS", "16")),
             public_url=env.get("AERIE_PUBLIC_URL") or None,

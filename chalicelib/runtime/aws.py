@@ -182,7 +182,8 @@ class AwsRuntime:
         self.flows = StepFunctionsFlowEngine(self.db, stepfunctions,
                                              settings.flow_state_machine_prefix,
                                              settings.flow_wait_seconds)
-        self._unsubscribe = events.subscribe(resume_flows_on_reports(self.db, stepfunctions))
+        self._unsubscribe = events.subscribe(resume_flows_on_reports(self.db, stepfunctions),
+                                             (COMMAND_FINISHED,))
 
     def close(self) -> None:
         self._unsubscribe()

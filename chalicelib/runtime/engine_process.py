@@ -101,14 +101,29 @@ class EngineProcess:
 
 
 def connect_events(link: Link) -> Callable[[], None]:
-    """Events published in this process reach the other's subscribers, and theirs ours;
-    returns what disconnects ours (theirs stop with the link)."""
+    """Events published in this process reach the other's subscribers, and theirs ours:
+    each process tells the other which events its subscribers want (``wants``), and only
+    those cross. Returns what disconnects ours (theirs stop with the link)."""
+    peer_wants: list[events.Names] = [None]  # everything, until the other process says
+
     def pass_on(name: str, payload: dict[str, Any]) -> None:
-        with contextlib.suppress(LinkClosed):  # the other process is gone, and this one ends
-            link.send("event", [name, payload])
+        wants = peer_wants[0]
+        if wants is None or name in wants:
+            with contextlib.suppress(LinkClosed):  # the other process is gone: this one ends
+                link.send("event", [name, payload])
+
+    def tell(names: events.Names) -> None:
+        with contextlib.suppress(LinkClosed):
+            link.send("wants", None if names is None else sorted(names))
+
+    def heard(names: list[str] | None) -> None:
+        peer_wants[0] = None if names is None else frozenset(names)
 
     link.on("event", lambda body: events.deliver(*body))
-    return events.bridge(pass_on)
+    link.on("wants", heard)
+    unwatch = events.watch_wanted(tell)
+    unbridge = events.bridge(pass_on)
+    return lambda: (unbridge(), unwatch())
 
 
 def _die_with(parent_pid: int) -> None:

@@ -36,7 +36,7 @@ class NotifiedAgentWaiter:
         self._waiting: dict[str, threading.Event] = {}
         self._reported: OrderedDict[str, tuple[float, AgentOutcome]] = OrderedDict()
         self._lock = threading.Lock()
-        self._unsubscribe = events.subscribe(self._on_event)
+        self._unsubscribe = events.subscribe(self._on_event, (COMMAND_FINISHED,))
 
     def _on_event(self, name: str, payload: dict[str, Any]) -> None:
         if name != COMMAND_FINISHED:

@@ -88,7 +88,7 @@ class SimulatedHosts:
         self.reports_sent = 0
 
     def start(self) -> None:
-        self._unsubscribe = events.subscribe(self._on_event)
+        self._unsubscribe = events.subscribe(self._on_event, (commands.COMMAND_QUEUED,))
         self._thread.start()
 
     def _on_event(self, name: str, payload: dict) -> None:

@@ -35,3 +35,28 @@ def test_a_failing_bridge_does_not_fail_the_publisher():
         unsubscribe()
         unbridge()
     assert seen == ["host.status.changed"]
+
+
+def test_a_subscriber_gets_the_events_it_names_and_wanted_is_their_union():
+    seen, changes = [], []
+    unwatch = events.watch_wanted(changes.append)
+    first = events.subscribe(lambda name, _payload: seen.append(name), ["vm.state.changed"])
+    second = events.subscribe(lambda name, _payload: seen.append("2:" + name),
+                              ["host.status.changed"])
+    try:
+        events.publish("vm.state.changed", {})
+        events.publish("host.status.changed", {})
+        events.publish("job.finished", {})
+        assert seen == ["vm.state.changed", "2:host.status.changed"]
+        assert events.wanted() == {"vm.state.changed", "host.status.changed"}
+        everything = events.subscribe(lambda *_: None)
+        assert events.wanted() is None
+        everything()
+    finally:
+        first()
+        second()
+        unwatch()
+    assert changes[1:] == [frozenset({"vm.state.changed"}),
+                           frozenset({"vm.state.changed", "host.status.changed"}), None,
+                           frozenset({"vm.state.changed", "host.status.changed"}),
+                           frozenset({"host.status.changed"}), frozenset()]

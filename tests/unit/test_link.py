@@ -85,3 +85,42 @@ def test_a_message_nobody_handles_is_skipped_and_the_next_one_arrives():
     finally:
         api.close()
         engine.close()
+
+
+def test_only_the_events_the_other_process_wants_cross(monkeypatch):
+    """Each side of aerie up's link tells the other which events its subscribers want."""
+    from chalicelib import events
+    from chalicelib.runtime.engine_process import connect_events
+
+    api, engine = _pair()
+    sent: list[str] = []
+    original = api.send
+
+    def counting(kind, body):
+        if kind == "event":
+            sent.append(body[0])
+        original(kind, body)
+    monkeypatch.setattr(api, "send", counting)
+    disconnect = connect_events(api)  # this process is the API process; its peer, a stub
+    wants = threading.Event()
+    engine.on("wants", lambda _names: wants.set())
+    engine.on("event", lambda _body: None)
+    api.start()
+    engine.start()
+    try:
+        events.publish("vm.state.changed", {})
+        assert sent == ["vm.state.changed"]  # everything, until the other side says
+        engine.send("wants", ["agent.command.finished"])
+        deadline = time.monotonic() + 5
+        while sent and time.monotonic() < deadline:  # until the wants have been heard
+            sent.clear()
+            events.publish("vm.state.changed", {})
+            time.sleep(0.01)
+        assert wants.wait(5)  # the API process told its own wants too
+        events.publish("vm.state.changed", {})
+        events.publish("agent.command.finished", {"commandUuid": "c2"})
+        assert sent == ["agent.command.finished"]
+    finally:
+        disconnect()
+        api.close()
+        engine.close()
