@@ -35,7 +35,7 @@ from typing import Any
 from chalicelib import events, runtime
 from chalicelib.runtime.embedded import EmbeddedRuntime
 from chalicelib.runtime.link import Link, LinkClosed
-from chalicelib.runtime.process import configure_logging, own_cpu, tune_interpreter
+from chalicelib.runtime.process import configure_logging, keep_to_cpu, tune_interpreter
 from chalicelib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,15 @@ class EngineProcess:
         self._stopping = False
 
     @classmethod
-    def start(cls) -> EngineProcess:
+    def start(cls, cpu: int | None = None) -> EngineProcess:
         """Start the engine (its settings come from this process's environment, as ours
-        did) and return once it takes jobs; RuntimeError if it does not start."""
+        did; on ``cpu`` only, if given) and return once it takes jobs; RuntimeError if it
+        does not start."""
         ours, theirs = socket.socketpair()
         with theirs:
             process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
-                pass_fds=[theirs.fileno()])
+                [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid()),
+                 "" if cpu is None else str(cpu)], pass_fds=[theirs.fileno()])
         engine = cls(process, Link(ours, "engine"))
         ready = threading.Event()
         engine.link.on("ready", lambda _body: ready.set())
@@ -136,13 +137,12 @@ def _die_with(parent_pid: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    fd, parent_pid = int(argv[0]), int(argv[1])
+    fd, parent_pid, cpu = int(argv[0]), int(argv[1]), argv[2]
     configure_logging("engine")
     _die_with(parent_pid)
+    if cpu:
+        keep_to_cpu(int(cpu))  # before any thread starts: they inherit it
     settings = Settings.from_env()
-    cpu = own_cpu("engine", settings.cpu_affinity)  # before any thread starts: they inherit it
-    if cpu is not None:
-        log.info("the engine process runs on CPU %d", cpu)
 
     link = Link(socket.socket(fileno=fd), "api")
     embedded = EmbeddedRuntime(settings)

@@ -16,7 +16,12 @@ from chalicelib.db.database import Database
 from chalicelib.runtime.bootstrap import prepare_database
 from chalicelib.runtime.embedded import ApiRuntime
 from chalicelib.runtime.engine_process import EngineProcess
-from chalicelib.runtime.process import configure_logging, own_cpu, tune_interpreter
+from chalicelib.runtime.process import (
+    configure_logging,
+    keep_to_cpu,
+    plan_cpus,
+    tune_interpreter,
+)
 from chalicelib.runtime.wsgi import ChaliceWsgiApp
 from chalicelib.settings import Settings
 
@@ -61,9 +66,11 @@ def banner(settings: Settings, generated_password: str | None, scheme: str) -> s
 
 def serve(settings: Settings) -> int:
     configure_logging("api")
-    cpu = own_cpu("api", settings.cpu_affinity)  # before any thread starts: they inherit it
-    if cpu is not None:
-        log.info("the API process runs on CPU %d", cpu)
+    cpus = plan_cpus(settings.cpu_affinity)
+    if cpus is not None:  # before any thread starts: they inherit it (the engine sets its own)
+        keep_to_cpu(cpus.api)
+        log.info("the API process runs on CPU %d, the engine process on CPU %d", cpus.api,
+                 cpus.engine)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.db_url)
     try:
@@ -71,7 +78,7 @@ def serve(settings: Settings) -> int:
     finally:
         database.dispose()
     try:
-        engine = EngineProcess.start()
+        engine = EngineProcess.start(cpus.engine if cpus else None)
     except RuntimeError as exc:
         log.error("%s", exc)
         return 1

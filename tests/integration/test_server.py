@@ -157,3 +157,29 @@ def test_serves_https_when_given_a_certificate(tmp_path):
         assert reply.status_code == 200
     finally:
         assert running.stop() == 0
+
+
+def _allowed_cpus(pid: int) -> set[int]:
+    return os.sched_getaffinity(pid)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to place apart")
+@pytest.mark.parametrize("affinity", ["auto", "off"])
+def test_the_api_and_the_engine_process_each_keep_to_their_own_cpu(db_url, tmp_path, affinity):
+    running = Server({"AERIE_DB_URL": db_url, "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                      "AERIE_CPU_AFFINITY": affinity}, tmp_path)
+    try:
+        [engine] = _children(running.process.pid)
+        api_cpus, engine_cpus = _allowed_cpus(running.process.pid), _allowed_cpus(engine)
+        ours = os.sched_getaffinity(0)
+        if affinity == "auto":
+            assert (api_cpus, engine_cpus) == ({sorted(ours)[-2]}, {sorted(ours)[-1]})
+        else:
+            assert api_cpus == engine_cpus == ours
+    finally:
+        assert running.stop() == 0
