@@ -12,8 +12,8 @@ SQLAlchemy ``Result`` (or, for a write, its row count).
 
 Only what runs exactly as SQLAlchemy would run it takes this way: a Select, Insert, Update
 or Delete of tables (not ORM entities), without RETURNING or execution options, on a
-dialect with positional parameters (SQLite's), on a connection no one listens to for
-events or echoes. Everything else, and any statement a plan cannot be made for, goes
+dialect with positional parameters (SQLite's and PyMySQL's), on a connection no one listens
+to for events or echoes. Everything else, and any statement a plan cannot be made for, goes
 through SQLAlchemy as usual.
 """
 from __future__ import annotations

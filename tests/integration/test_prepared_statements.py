@@ -38,7 +38,7 @@ def _add(db, *names: str) -> int:
 def test_rows_types_and_defaults_match_sqlalchemy(db):
     assert _add(db, "z-a") == 1
     assert _add(db, "z-b", "z-c") == 2  # many rows at once
-    assert _add(db, "z-d") == 1  # the insert's second run: planned on SQLite
+    assert _add(db, "z-d") == 1  # the insert's second run: planned
     rows = []
     for _ in range(3):  # the first run is SQLAlchemy's own, later ones the plan's
         with db.session() as session:
@@ -51,8 +51,7 @@ def test_rows_types_and_defaults_match_sqlalchemy(db):
     with db.session() as session:
         zone = session.get(Zone, row.uuid)
         assert (zone.type, zone.create_date) == ("zstack", row.create_date)
-    if db.engine.dialect.name == "sqlite":
-        assert _planned(db, _BY_NAME) and _planned(db, _ADD)
+    assert _planned(db, _BY_NAME) and _planned(db, _ADD)
 
 
 def test_in_lists_scalars_and_row_counts(db):
@@ -77,8 +76,7 @@ def test_in_lists_scalars_and_row_counts(db):
             assert session.execute(_DROP, {"name": name}).rowcount == 1
     with db.session() as session:
         assert session.scalars(_AMONG, {"names": ["z-1", "z-2", "z-3"]}).all() == ["z-3"]
-    if db.engine.dialect.name == "sqlite":
-        assert _planned(db, _AMONG) and _planned(db, _DROP)
+    assert _planned(db, _AMONG) and _planned(db, _DROP)
 
 
 def test_a_broken_constraint_is_sqlalchemys_integrity_error(db):
