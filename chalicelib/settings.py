@@ -32,6 +32,9 @@ class Settings:
     # aerie up: "auto" runs its engine and API processes each on a CPU of its own (when
     # there are two or more); "off" leaves them to the scheduler.
     cpu_affinity: str = "auto"
+    # aerie up: how long a stop lets running jobs go on (a flow still waiting for a host
+    # agent after that is left to the next start, which rolls it back).
+    stop_grace_seconds: float = 10.0
 
     @property
     def redacted_db_url(self) -> str:
@@ -82,6 +85,7 @@ class Settings:
             tls_cert_file=env.get("AERIE_TLS_CERT") or None,
             tls_key_file=env.get("AERIE_TLS_KEY") or None,
             cpu_affinity=_choice(env, "AERIE_CPU_AFFINITY", ("auto", "off")),
+            stop_grace_seconds=_seconds(env, "AERIE_STOP_GRACE_SECONDS", 10.0),
         )
 
 
@@ -89,4 +93,15 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or choices[0]
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    text = env.get(name) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ValueError(f"{name} must be seconds from 0 to 3600, got {text!r}")
     return value

@@ -26,15 +26,19 @@ def _server(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from chalicelib.settings import Settings
 
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a setting's value: the message names it
+        print(f"aerie: {exc}", file=sys.stderr)
+        return 2
     if args.command == "up":
         from chalicelib.runtime.server import serve
 
-        return serve(Settings.from_env())
+        return serve(settings)
     if args.command == "db" and args.rest == ["upgrade"]:
         from chalicelib.db.database import Database
         from chalicelib.runtime.bootstrap import prepare_database
 
-        settings = Settings.from_env()
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         generated = prepare_database(Database(settings.db_url), settings.admin_password)
         print(f"database {settings.redacted_db_url} is at the newest schema")

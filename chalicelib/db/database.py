@@ -89,9 +89,10 @@ class WriterTurn:
         self._threads.release()
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._threads:  # not while a thread holds the file's lock through it
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 _turns: dict[Path, WriterTurn] = {}

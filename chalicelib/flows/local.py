@@ -58,7 +58,14 @@ class AgentOutcome:
 
 class AgentWaiter(Protocol):
     def wait(self, command_uuid: str, timeout_seconds: float) -> AgentOutcome | None:
-        """The command's outcome once its agent reported it; None if none came in time."""
+        """The command's outcome once its agent reported it; None if none came in time.
+        WaitAbandoned if the process is stopping."""
+
+
+class WaitAbandoned(Exception):
+    """The process is stopping while a flow waits for an agent: the flow stops where it is,
+    with neither an outcome nor rollbacks (its job stays Running, and the next start rolls
+    it back as interrupted)."""
 
 
 class _StepError(Exception):

@@ -31,6 +31,8 @@ class LocalQueue:
         self._lock = threading.Lock()
         self._signatures: dict[str, _Signature] = {}
         self._known: OrderedDict[str, None] = OrderedDict()
+        self._running = 0
+        self._all_done = threading.Condition(self._lock)
 
     def submit(self, ticket: Ticket) -> bool:
         """Queue the ticket; False (and nothing queued) if its id was seen already."""
@@ -70,11 +72,17 @@ class LocalQueue:
             released.set()
             self._release(ticket.signature)
 
+        with self._lock:
+            self._running += 1
         try:
             ticket.run(release)
         except Exception:  # an operation's failure must not wedge its signature
             log.exception("operation %s on %s raised", ticket.id, ticket.signature)
             release()
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._all_done.notify_all()
 
     def _release(self, signature: str) -> None:
         with self._lock:
@@ -89,6 +97,17 @@ class LocalQueue:
         with self._lock:
             state = self._signatures.get(signature)
             return len(state.waiting) if state else 0
+
+    def stop_taking(self) -> None:
+        """Start nothing more: what waits stays in the jobs table, for the next start."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def wait_running(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the operations running to end; how many still
+        run."""
+        with self._lock:
+            self._all_done.wait_for(lambda: self._running == 0, timeout)
+            return self._running
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

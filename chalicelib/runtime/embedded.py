@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from chalicelib.agents.tracker import track
-from chalicelib.api.jobs import Lookup, interrupt_job, run_job
+from chalicelib.api.jobs import FlowStillRunning, Lookup, interrupt_job, run_job
 from chalicelib.api.registry import operation
 from chalicelib.db.database import Database
 from chalicelib.db.models import ApiJob
@@ -44,10 +44,19 @@ class QueuedJobRunner:
     def _run(self, job_uuid: str, release: Release) -> None:
         try:
             run_job(self._db, job_uuid, self._lookup, self.flows)
+        except FlowStillRunning:  # in this runtime: its flow stopped with the process
+            log.warning("job %s stays Running: this process stops while its flow waits for "
+                        "a host agent; the next start rolls it back as interrupted", job_uuid)
         finally:
             release()
         if self.agents is not None:
             self.agents.deliver_pending()  # commands the job queued for host agents
+
+    def drain(self, grace_seconds: float) -> int:
+        """Start no more jobs (those waiting stay Waiting for the next start) and give the
+        running ones ``grace_seconds`` to end; how many still run."""
+        self.queue.stop_taking()
+        return self.queue.wait_running(grace_seconds)
 
     def shutdown(self) -> None:
         self.queue.shutdown()
@@ -134,9 +143,18 @@ class EmbeddedRuntime:
         self.simulated_hosts.start()
 
     def close(self) -> None:
+        """Stop: running jobs first, while the simulated hosts still answer them, for up to
+        the settings' grace; a flow still waiting for a host agent then stops where it is
+        (its job stays Running, and the next start rolls it back)."""
+        grace_seconds = self.settings.stop_grace_seconds
+        still = self.jobs.drain(grace_seconds)
+        if still:
+            log.warning("%d jobs still run %g s after the stop began: their waits for host "
+                        "agents end now", still, grace_seconds)
+        self.flows.abandon_waits()  # also a wait that began after the count
+        self.jobs.shutdown()
         self.simulated_hosts.stop()
         self.tracker.stop()
-        self.jobs.shutdown()
         self.flows.close()
         self.db.dispose()
 

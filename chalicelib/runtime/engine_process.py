@@ -41,44 +41,59 @@ from chalicelib.settings import Settings
 log = logging.getLogger(__name__)
 
 READY_SECONDS = 600  # resuming a crashed run's jobs rolls back its flows first
-STOP_SECONDS = 60
+STOP_MARGIN_SECONDS = 50  # beyond its jobs' grace, before a stopping engine is killed
 
 
 class EngineProcess:
     """The API process's handle on its engine: the child process and the link to it."""
 
-    def __init__(self, process: subprocess.Popen, link: Link) -> None:
+    def __init__(self, process: subprocess.Popen, link: Link, stop_seconds: float) -> None:
         self.process = process
         self.link = link
+        self.stop_seconds = stop_seconds
         self._unbridge: Callable[[], None] = lambda: None
         self._stopping = False
 
     @classmethod
-    def start(cls, cpu: int | None = None) -> EngineProcess:
-        """Start the engine (its settings come from this process's environment, as ours
-        did; on ``cpu`` only, if given) and return once it takes jobs; RuntimeError if it
-        does not start."""
+    def start(cls, settings: Settings, cpu: int | None = None) -> EngineProcess:
+        """Start the engine (its settings come from this process's environment, as
+        ``settings`` did; on ``cpu`` only, if given) and return once it takes jobs;
+        RuntimeError if it does not start."""
         ours, theirs = socket.socketpair()
         with theirs:
             process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid()),
                  "" if cpu is None else str(cpu)], pass_fds=[theirs.fileno()])
-        engine = cls(process, Link(ours, "engine"))
+        engine = cls(process, Link(ours, "engine"),
+                     settings.stop_grace_seconds + STOP_MARGIN_SECONDS)
         ready = threading.Event()
         engine.link.on("ready", lambda _body: ready.set())
         engine._unbridge = connect_events(engine.link)
         engine.link.start()
         deadline = time.monotonic() + READY_SECONDS
         while not ready.wait(0.1):
-            if process.poll() is not None or engine.link.closed \
-                    or time.monotonic() > deadline:
-                engine.stop()
-                raise RuntimeError(f"the engine process did not start (exit code "
-                                   f"{process.returncode}); its log is above")
+            if process.poll() is not None:
+                why = (f"it exited with code {process.returncode}; its [engine] log lines "
+                       f"above say why")
+            elif engine.link.closed:
+                why = "its link to this process closed"
+            elif time.monotonic() > deadline:
+                why = (f"it was not ready within {READY_SECONDS} s (resuming the jobs a "
+                       f"previous run left, or a database that does not answer)")
+            else:
+                continue
+            engine.stop()
+            raise RuntimeError(f"the engine process did not start: {why}")
         return engine
 
     def submit(self, job_uuid: str, signature: str, level: int) -> None:
-        self.link.send("job", [job_uuid, signature, level])
+        """Hand over a job the API committed. If the engine is gone, the job stays Waiting
+        in the jobs table, and the next start runs it; the caller's 202 stands."""
+        try:
+            self.link.send("job", [job_uuid, signature, level])
+        except LinkClosed:
+            log.warning("the engine process is gone: job %s stays Waiting and runs when "
+                        "aerie up starts again", job_uuid)
 
     def when_gone(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` if the engine ends without being asked to (it crashed)."""
@@ -91,10 +106,10 @@ class EngineProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            code = self.process.wait(timeout=STOP_SECONDS)
+            code = self.process.wait(timeout=self.stop_seconds)
         except subprocess.TimeoutExpired:
-            log.warning("the engine process did not stop within %d s; killing it",
-                        STOP_SECONDS)
+            log.warning("the engine process did not stop within %g s; killing it",
+                        self.stop_seconds)
             self.process.kill()
             code = self.process.wait()
         self.link.close()

@@ -36,7 +36,8 @@ class Link:
         self._outbox_filled = threading.Condition()
         self._handlers: dict[str, Handler] = {}
         self._closed = threading.Event()
-        self._on_closed: list[Callable[[], None]] = []
+        self._on_closed: list[Callable[[], None]] | None = []  # None: they were called
+        self._on_closed_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_loop, name=f"aerie-link-{name}",
                                         daemon=True)
         self._writer = threading.Thread(target=self._write_loop,
@@ -47,8 +48,13 @@ class Link:
         self._handlers[kind] = handler
 
     def when_closed(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (on the reader thread) once the other side has gone."""
-        self._on_closed.append(callback)
+        """Call ``callback`` once the other side has gone: on the reader thread, or at once
+        (on this thread) if it has gone already."""
+        with self._on_closed_lock:
+            if self._on_closed is not None:
+                self._on_closed.append(callback)
+                return
+        callback()
 
     def start(self) -> None:
         self._reader.start()
@@ -107,7 +113,8 @@ class Link:
             while True:
                 (size,) = _LENGTH.unpack(self._read_exactly(_LENGTH.size))
                 if size > MAX_MESSAGE:
-                    raise LinkClosed(f"a {size}-byte message on the {self._name} link")
+                    raise LinkClosed(f"a {size}-byte message on the {self._name} link, over "
+                                     f"the {MAX_MESSAGE}-byte limit: closing it")
                 kind, body = json.loads(self._read_exactly(size))
                 handler = self._handlers.get(kind)
                 if handler is None:
@@ -121,7 +128,13 @@ class Link:
         except (LinkClosed, OSError) as exc:
             if not self._closed.is_set():
                 log.info("%s", exc)
+        except (ValueError, TypeError) as exc:  # not JSON, or not [kind, body]
+            log.error("a malformed message on the %s link (%s): closing it", self._name, exc)
         finally:
             self._closed.set()
-            for callback in self._on_closed:
+            with contextlib.suppress(OSError):  # so that the other side learns it too
+                self._sock.shutdown(socket.SHUT_RDWR)
+            with self._on_closed_lock:
+                callbacks, self._on_closed = self._on_closed or [], None
+            for callback in callbacks:
                 callback()

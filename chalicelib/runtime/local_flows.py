@@ -14,7 +14,7 @@ from chalicelib.api.jobs import show_progress
 from chalicelib.db.database import Database
 from chalicelib.flows.agent_waits import finished_outcome
 from chalicelib.flows.chains import Chain, ChainLibrary
-from chalicelib.flows.local import AgentOutcome, LocalFlowRunner
+from chalicelib.flows.local import AgentOutcome, LocalFlowRunner, WaitAbandoned
 from chalicelib.flows.outcome import FlowOutcome, FlowProgress, RollbackRecord
 from chalicelib.flows.steps import STEPS, StepEnv, load_step_modules
 
@@ -36,6 +36,7 @@ class NotifiedAgentWaiter:
         self._waiting: dict[str, threading.Event] = {}
         self._reported: OrderedDict[str, tuple[float, AgentOutcome]] = OrderedDict()
         self._lock = threading.Lock()
+        self._abandoned = False
         self._unsubscribe = events.subscribe(self._on_event, (COMMAND_FINISHED,))
 
     def _on_event(self, name: str, payload: dict[str, Any]) -> None:
@@ -66,6 +67,8 @@ class NotifiedAgentWaiter:
                 outcome = self._reported_outcome(command_uuid)
                 if outcome is not None:
                     return outcome
+                if self._abandoned:
+                    raise WaitAbandoned(command_uuid)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -77,6 +80,14 @@ class NotifiedAgentWaiter:
         finally:
             with self._lock:
                 self._waiting.pop(command_uuid, None)
+
+    def abandon(self) -> None:
+        """End every wait, now and from now on, with WaitAbandoned (the process stops)."""
+        with self._lock:
+            self._abandoned = True
+            woken = list(self._waiting.values())
+        for event in woken:
+            event.set()
 
     def close(self) -> None:
         self._unsubscribe()
@@ -142,9 +153,11 @@ class LocalFlowEngine:
             self._chains[name] = self._library.resolve(name, STEPS)
         return self._chains[name]
 
-    def run(self, chain: str, job_uuid: str, context: dict[str, Any]) -> FlowOutcome:
+    def run(self, chain: str, job_uuid: str, context: dict[str, Any]) -> FlowOutcome | None:
         try:
             return self._runner.run(self.chain(chain), context, self.board.sink(job_uuid))
+        except WaitAbandoned:
+            return None  # the process stops; the next start finds the job Running
         finally:
             self.board.forget(job_uuid)
 
@@ -155,6 +168,9 @@ class LocalFlowEngine:
                   context: dict[str, Any]) -> tuple[RollbackRecord, ...]:
         resolved = self.chain(chain)
         return self._runner.roll_back(resolved, context, resolved.steps[-1].name)
+
+    def abandon_waits(self) -> None:
+        self.waiter.abandon()
 
     def close(self) -> None:
         self.board.close()

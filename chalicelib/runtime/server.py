@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import sys
 import threading
 
@@ -16,7 +17,9 @@ from chalicelib.db.database import Database
 from chalicelib.runtime.bootstrap import prepare_database
 from chalicelib.runtime.embedded import ApiRuntime
 from chalicelib.runtime.engine_process import EngineProcess
+from chalicelib.runtime.instance_lock import AlreadyRunning, InstanceLock
 from chalicelib.runtime.process import (
+    CpuPlan,
     configure_logging,
     keep_to_cpu,
     plan_cpus,
@@ -72,46 +75,71 @@ def serve(settings: Settings) -> int:
         log.info("the API process runs on CPU %d, the engine process on CPU %d", cpus.api,
                  cpus.engine)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        instance = InstanceLock.take(settings.db_url)
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        return _serve(settings, cpus)
+    finally:
+        instance.release()
+
+
+def _serve(settings: Settings, cpus: CpuPlan | None) -> int:
     database = Database(settings.db_url)
     try:
         generated = prepare_database(database, settings.admin_password)
     finally:
         database.dispose()
+
+    import app as chalice_app  # the very module Lambda loads; requests find the runtime later
+
+    server = make_server(settings, ChaliceWsgiApp(chalice_app.app))
     try:
-        engine = EngineProcess.start(cpus.engine if cpus else None)
+        server.prepare()  # listens (requests wait until serve()): a taken address fails here
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
+        return 1
+    try:
+        engine = EngineProcess.start(settings, cpus.engine if cpus else None)
     except RuntimeError as exc:
         log.error("%s", exc)
+        server.stop()
         return 1
     api = ApiRuntime(settings, engine)
     runtime.install(api)
 
-    import app as chalice_app  # the very module Lambda loads
-
-    server = make_server(settings, ChaliceWsgiApp(chalice_app.app))
-
-    def stop() -> None:
-        # stop() joins the worker threads: it must not run on the thread serving the loop.
-        threading.Thread(target=server.stop, name="aerie-stop").start()
+    # Whatever asks to stop (a signal, the engine's end) only sets this: the stopper thread
+    # stops the server, which works once it is listening, and stop() joins the worker
+    # threads, which the thread serving the loop must not do.
+    stopping = threading.Event()
+    stopper = threading.Thread(target=lambda: (stopping.wait(), server.stop()),
+                               name="aerie-stop", daemon=True)
 
     def on_signal(signum, _frame) -> None:
         log.info("signal %d: stopping", signum)
-        stop()
+        stopping.set()
 
     def on_engine_gone() -> None:
-        code = engine.process.wait()
-        log.log(logging.INFO if code == 0 else logging.ERROR,
-                "the engine process ended (exit code %s): stopping", code)
-        stop()
+        try:
+            code = engine.process.wait(timeout=5)
+            log.error("the engine process ended (exit code %s): stopping", code)
+        except subprocess.TimeoutExpired:
+            log.error("the link to the engine process broke: stopping")
+        stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    stopper.start()
     engine.when_gone(on_engine_gone)
     tune_interpreter()
-    server.prepare()
     print(banner(settings, generated, "https" if server.ssl_adapter else "http"), flush=True)
     try:
         server.serve()
     finally:
+        stopping.set()
+        stopper.join()  # the requests still in hand end before the engine stops
         code = engine.stop()
         api.close()
     return 0 if code == 0 else 1

@@ -1,7 +1,10 @@
-"""kill -9 of `aerie up` while a VM-create flow waits on its host: after a restart on the same
-database the job is failed as interrupted, every step is rolled back, and nothing leaks."""
+"""`aerie up` stopped while a VM-create flow waits on its host. A stop (SIGTERM) lets the flow
+finish within its grace; a flow that outlasts the grace, or a kill -9, is left to the next
+start on the same database, which fails the job as interrupted, rolls every step back, and
+leaks nothing."""
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import httpx
 import pytest
 
 from chalicelib.db.database import Database
-from chalicelib.db.models import AgentCommand, Host, VmInstance, Volume
+from chalicelib.db.models import AgentCommand, ApiJob, Host, VmInstance, Volume
 from tests.integration.test_server import Server
 from tests.support.api import ADMIN_PASSWORD, ApiClient
 from tests.support.cloud import build_cloud, vm_ips
@@ -20,9 +23,10 @@ pytestmark = pytest.mark.slow
 SLOW_HOST_MS = 1500  # every simulated command takes this long: long enough to kill mid-wait
 
 
-def _start(db_url: str, directory: Path) -> Server:
+def _start(db_url: str, directory: Path, **env: str) -> Server:
     directory.mkdir()
-    return Server({"AERIE_DB_URL": db_url, "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD}, directory)
+    return Server({"AERIE_DB_URL": db_url, "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD, **env},
+                  directory)
 
 
 def _client(server: Server) -> tuple[httpx.Client, ApiClient]:
@@ -39,13 +43,11 @@ def _wait(condition, within: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_flow_cut_off_by_kill_9_is_rolled_back_on_restart(tmp_path):
-    db_url = f"sqlite:///{tmp_path / 'aerie.db'}"
-    first = _start(db_url, tmp_path / "first")
+def _create_vm_waiting_on_its_host(server: Server, latency_ms: int):
+    """A VM-create flow that waits for its (slow) simulated host: the cloud, job and VM."""
+    http, api = _client(server)
     try:
-        http, api = _client(first)
-        cloud = build_cloud(api, hosts=1, image_size=0,
-                            simulator={"latencyMs": SLOW_HOST_MS})
+        cloud = build_cloud(api, hosts=1, image_size=0, simulator={"latencyMs": latency_ms})
         _wait(lambda: api.get(f"/v1/hosts/{cloud.hosts[0]}").json()["inventory"]["status"]
               == "Connected", 15, "the simulated host did not connect")
         job_uuid = api.request("POST", "/v1/vm-instances",
@@ -55,12 +57,67 @@ def test_a_flow_cut_off_by_kill_9_is_rolled_back_on_restart(tmp_path):
             progress = api.get(f"/v1/api-jobs/{job_uuid}").json().get("progress") or {}
             return progress.get("currentStep") == "vm.instantiate-volumes"
         _wait(waiting_on_the_host, 15, "the flow never showed it waits for the host")
-        vm_uuid = api.get(f"/v1/api-jobs/{job_uuid}").json()["resourceUuid"]
+        return cloud, job_uuid, api.get(f"/v1/api-jobs/{job_uuid}").json()["resourceUuid"]
+    finally:
         http.close()
+
+
+def _stop(server: Server) -> tuple[int, float]:
+    """SIGTERM: the exit code and the seconds it took."""
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(timeout=90)
+    return code, time.monotonic() - started
+
+
+def test_a_stop_lets_a_flow_waiting_on_its_host_finish(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'aerie.db'}"
+    server = _start(db_url, tmp_path / "first")
+    try:
+        _, job_uuid, vm_uuid = _create_vm_waiting_on_its_host(server, SLOW_HOST_MS)
+        code, seconds = _stop(server)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    # Its two agent steps take 3 s at most, within the default grace of 10 s.
+    assert code == 0 and seconds < 10, (code, seconds, server.output())
+    database = Database(db_url)
+    with database.session() as db:
+        assert db.get(ApiJob, job_uuid).state == "Succeeded"
+        assert db.get(VmInstance, vm_uuid).state == "Running"
+        assert_no_leaks(db)
+    database.dispose()
+
+
+def test_a_stop_outlasting_a_slow_host_leaves_its_flow_to_the_next_start(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'aerie.db'}"
+    # A grace of 1 s: the flow's last agent step alone takes longer.
+    first = _start(db_url, tmp_path / "first", AERIE_STOP_GRACE_SECONDS="1")
+    try:
+        cloud, job_uuid, vm_uuid = _create_vm_waiting_on_its_host(first, SLOW_HOST_MS)
+        code, seconds = _stop(first)
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+    # It waited out its grace, not the engine's hard stop (51 s, then kill -9).
+    assert code == 0 and 1 <= seconds < 15, (code, seconds, first.output())
+    assert f"job {job_uuid} stays Running" in first.output()
+    _restart_rolls_back(db_url, tmp_path, cloud, job_uuid, vm_uuid)
+
+
+def test_a_flow_cut_off_by_kill_9_is_rolled_back_on_restart(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'aerie.db'}"
+    first = _start(db_url, tmp_path / "first")
+    try:
+        cloud, job_uuid, vm_uuid = _create_vm_waiting_on_its_host(first, SLOW_HOST_MS)
     finally:
         first.process.kill()
         first.process.wait()
+    _restart_rolls_back(db_url, tmp_path, cloud, job_uuid, vm_uuid)
 
+
+def _restart_rolls_back(db_url: str, tmp_path: Path, cloud, job_uuid: str,
+                        vm_uuid: str) -> None:
     database = Database(db_url)
     with database.session() as db:  # cut off holding its host's memory, an IP and a volume
         vm = db.get(VmInstance, vm_uuid)

@@ -31,6 +31,7 @@ def _free_port(address: str = "127.0.0.1") -> int:
 
 class Server:
     def __init__(self, env: dict[str, str], tmp_path: Path, address: str = "127.0.0.1") -> None:
+        self.env = env
         self.port = _free_port(address)
         self.url = f"http://{address}:{self.port}"
         self.log = tmp_path / "aerie.log"
@@ -183,3 +184,75 @@ def test_the_api_and_the_engine_process_each_keep_to_their_own_cpu(db_url, tmp_p
             assert api_cpus == engine_cpus == ours
     finally:
         assert running.stop() == 0
+
+
+def test_a_second_aerie_up_on_the_same_database_stops_before_touching_it(server, tmp_path):
+    headers = {"Authorization": f"Bearer {_login(server.url, ADMIN_PASSWORD)}"}
+    env = {**os.environ, "AERIE_DB_URL": server.env["AERIE_DB_URL"],
+           "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD, "AERIE_LISTEN": f"127.0.0.1:{_free_port()}",
+           "AERIE_VAR_DIR": str(tmp_path / "second")}
+    second = subprocess.run([AERIE, "up"], env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert "another aerie up" in second.stderr and "is using" in second.stderr, second.stderr
+    assert "[engine]" not in second.stderr  # it started no engine, so resumed no job
+    # The first one goes on: it still takes jobs and runs them.
+    accepted = httpx.post(f"{server.url}/v1/zones", json={"name": "after"}, headers=headers)
+    assert accepted.status_code == 202
+    job = {"state": "Waiting"}
+    deadline = time.monotonic() + 10
+    while job["state"] not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job = httpx.get(server.url + accepted.json()["location"], headers=headers).json()
+    assert job["state"] == "Succeeded"
+    assert server.stop() == 0
+
+
+def test_a_taken_address_is_named_and_nothing_starts(db_url, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "AERIE_DB_URL": db_url, "AERIE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+               "AERIE_LISTEN": f"127.0.0.1:{port}", "AERIE_VAR_DIR": str(tmp_path / "var")}
+        started = subprocess.run([AERIE, "up"], env=env, capture_output=True, text=True,
+                                 timeout=60)
+    assert started.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in started.stderr, started.stderr
+    assert "Address already in use" in started.stderr
+    assert "Traceback" not in started.stderr
+
+
+def test_a_wrong_setting_is_named_without_a_traceback(tmp_path):
+    env = {**os.environ, "AERIE_STOP_GRACE_SECONDS": "soon",
+           "AERIE_VAR_DIR": str(tmp_path / "var")}
+    started = subprocess.run([AERIE, "up"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode == 2
+    assert started.stderr == ("aerie: AERIE_STOP_GRACE_SECONDS must be seconds from 0 to "
+                              "3600, got 'soon'\n")
+
+
+def test_a_request_in_hand_at_sigterm_is_answered_and_its_job_runs(server):
+    from chalicelib.db.database import Database
+    from chalicelib.db.models import ApiJob
+
+    token = _login(server.url, ADMIN_PASSWORD)
+    body = b'{"name": "in-hand"}'
+    head = (f"POST /v1/zones HTTP/1.1\r\nHost: aerie\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as client:
+        client.sendall(head + body[:5])
+        time.sleep(0.3)  # the server has the request in hand, waiting for its body
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        client.sendall(body[5:])
+        reply = client.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 202"), reply
+    job_uuid = reply.split('"jobUuid": "', 1)[1].split('"', 1)[0]
+    assert server.process.wait(timeout=30) == 0
+    database = Database(server.env["AERIE_DB_URL"])
+    try:
+        with database.session() as db:
+            assert db.get(ApiJob, job_uuid).state == "Succeeded"
+    finally:
+        database.dispose()

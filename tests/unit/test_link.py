@@ -4,6 +4,7 @@ the other has gone."""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 
@@ -72,6 +73,36 @@ def test_each_side_learns_when_the_other_has_gone():
     api.close()
 
 
+def test_a_callback_registered_after_the_other_side_went_is_called_at_once():
+    api, engine = _pair()
+    api.start()
+    engine.close()
+    deadline = time.monotonic() + 5
+    while not api.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    called = []
+    api.when_closed(lambda: called.append(threading.current_thread()))
+    assert called == [threading.current_thread()]
+    api.close()
+
+
+@pytest.mark.parametrize("frame", [b"not json", b'{"kind": "job"}', b"[1, 2, 3]"])
+def test_a_malformed_message_closes_the_link_on_both_sides(frame):
+    ours, theirs = socket.socketpair()
+    engine = Link(theirs, "api")
+    gone = threading.Event()
+    engine.when_closed(gone.set)
+    engine.start()
+    ours.sendall(struct.pack("!I", len(frame)) + frame)
+    try:
+        assert gone.wait(5)
+        ours.settimeout(5)
+        assert ours.recv(1) == b""  # the sender sees the link close too
+    finally:
+        ours.close()
+        engine.close()
+
+
 def test_a_message_nobody_handles_is_skipped_and_the_next_one_arrives():
     api, engine = _pair()
     seen = threading.Event()
@@ -124,3 +155,20 @@ def test_only_the_events_the_other_process_wants_cross(monkeypatch):
         disconnect()
         api.close()
         engine.close()
+
+
+def test_a_job_handed_to_an_engine_that_is_gone_is_left_for_the_next_start(caplog):
+    """The API committed the job before handing it over: its caller's 202 stands, and the
+    job stays Waiting in the jobs table, where the next start finds it."""
+    from chalicelib.runtime.engine_process import EngineProcess
+
+    api, engine = _pair()
+    api.start()
+    engine.close()
+    deadline = time.monotonic() + 5
+    while not api.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handle = EngineProcess(process=None, link=api, stop_seconds=1)
+    handle.submit("job-1", "vm:x", 1)  # does not raise
+    assert "job job-1 stays Waiting and runs when aerie up starts again" in caplog.text
+    api.close()
