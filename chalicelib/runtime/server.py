@@ -110,12 +110,20 @@ def _serve(settings: Settings, cpus: CpuPlan | None) -> int:
     api = ApiRuntime(settings, engine)
     runtime.install(api)
 
-    # Whatever asks to stop (a signal, the engine's end) only sets this: the stopper thread
-    # stops the server, which works once it is listening, and stop() joins the worker
-    # threads, which the thread serving the loop must not do.
+    # Whatever asks to stop (a signal, the engine's end) only sets this; the stopper thread
+    # does the stopping, once the server listens (a signal during start-up is not lost). The
+    # engine drains first, while this process still serves: agents' reports still reach the
+    # flows that wait for them, and a job accepted meanwhile stays Waiting for the next
+    # start. Then the server answers the requests it has in hand, and stops.
     stopping = threading.Event()
-    stopper = threading.Thread(target=lambda: (stopping.wait(), server.stop()),
-                               name="aerie-stop", daemon=True)
+    engine_code: list[int] = []
+
+    def stop() -> None:
+        stopping.wait()
+        engine_code.append(engine.stop())
+        server.stop()
+
+    stopper = threading.Thread(target=stop, name="aerie-stop", daemon=True)
 
     def on_signal(signum, _frame) -> None:
         log.info("signal %d: stopping", signum)
@@ -139,10 +147,9 @@ def _serve(settings: Settings, cpus: CpuPlan | None) -> int:
         server.serve()
     finally:
         stopping.set()
-        stopper.join()  # the requests still in hand end before the engine stops
-        code = engine.stop()
+        stopper.join()
         api.close()
-    return 0 if code == 0 else 1
+    return 0 if engine_code == [0] else 1
 
 
 if __name__ == "__main__":
