@@ -209,14 +209,15 @@ class InstantiateVolumes:
         _delete_volume_files(ctx, env)
 
 
+_IMAGES, _STORAGES = Image.__table__, PrimaryStorage.__table__
 _VOLUMES_TO_MAKE = select(
-    Volume.install_path, Volume.size, Volume.format, Image.uuid.label("image_uuid"),
-    Image.url.label("image_url"), Image.format.label("image_format"), Image.media_type,
-    PrimaryStorage.mount_path,
-).outerjoin(Image, Image.uuid == Volume.root_image_uuid).outerjoin(
-    PrimaryStorage, PrimaryStorage.uuid == Volume.primary_storage_uuid,
-).where(Volume.vm_instance_uuid == bindparam("vm"), Volume.install_path.is_not(None)
-        ).order_by(Volume.device_id)
+    VOLUMES.c.install_path, VOLUMES.c.size, VOLUMES.c.format, _IMAGES.c.uuid.label("image_uuid"),
+    _IMAGES.c.url.label("image_url"), _IMAGES.c.format.label("image_format"),
+    _IMAGES.c.media_type, _STORAGES.c.mount_path,
+).outerjoin(_IMAGES, _IMAGES.c.uuid == VOLUMES.c.root_image_uuid).outerjoin(
+    _STORAGES, _STORAGES.c.uuid == VOLUMES.c.primary_storage_uuid,
+).where(VOLUMES.c.vm_instance_uuid == bindparam("vm"), VOLUMES.c.install_path.is_not(None)
+        ).order_by(VOLUMES.c.device_id)
 
 
 def _volume_request(volume: Row[Any]) -> dict[str, Any]:
@@ -259,18 +260,20 @@ def _volume_files(db: Session, vm_uuid: str, host_uuid: str | None) -> AgentComm
     return AgentCommandRequest(host_uuid or "", VOLUMES_DELETE, args)
 
 
+_NIC_ROWS, _L3S, _L2S = VmNic.__table__, L3Network.__table__, L2Network.__table__
 _NICS = select(
-    VmNic.uuid, VmNic.mac, VmNic.device_id, VmNic.ip, VmNic.netmask, VmNic.gateway,
-    L3Network.uuid.label("l3_uuid"), L3Network.dns_domain, L2Network.physical_interface,
-    L2Network.vlan, L2Network.type.label("l2_type"),
-).join(L3Network, L3Network.uuid == VmNic.l3_network_uuid).join(
-    L2Network, L2Network.uuid == L3Network.l2_network_uuid,
-).where(VmNic.vm_instance_uuid == bindparam("vm")).order_by(VmNic.device_id)
+    _NIC_ROWS.c.uuid, _NIC_ROWS.c.mac, _NIC_ROWS.c.device_id, _NIC_ROWS.c.ip,
+    _NIC_ROWS.c.netmask, _NIC_ROWS.c.gateway, _L3S.c.uuid.label("l3_uuid"), _L3S.c.dns_domain,
+    _L2S.c.physical_interface, _L2S.c.vlan, _L2S.c.type.label("l2_type"),
+).join(_L3S, _L3S.c.uuid == _NIC_ROWS.c.l3_network_uuid).join(
+    _L2S, _L2S.c.uuid == _L3S.c.l2_network_uuid,
+).where(_NIC_ROWS.c.vm_instance_uuid == bindparam("vm")).order_by(_NIC_ROWS.c.device_id)
 _VOLUME_FILES = select(
-    Volume.uuid, Volume.install_path, Volume.format, Volume.device_id,
-).where(Volume.vm_instance_uuid == bindparam("vm"), Volume.install_path.is_not(None)
-        ).order_by(Volume.device_id)
-_SYSTEM_TAGS = select(SystemTag.tag).where(SystemTag.resource_uuid == bindparam("vm"))
+    VOLUMES.c.uuid, VOLUMES.c.install_path, VOLUMES.c.format, VOLUMES.c.device_id,
+).where(VOLUMES.c.vm_instance_uuid == bindparam("vm"), VOLUMES.c.install_path.is_not(None)
+        ).order_by(VOLUMES.c.device_id)
+_SYSTEM_TAGS = select(SystemTag.__table__.c.tag).where(
+    SystemTag.__table__.c.resource_uuid == bindparam("vm"))
 
 
 _VM_SHAPE = select(VMS.c.uuid, VMS.c.name, VMS.c.cpu_num, VMS.c.memory_size).where(

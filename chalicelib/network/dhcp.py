@@ -62,8 +62,10 @@ def release_dhcp_server_ip(db: Session, l3_network_uuid: str) -> bool:
     return released
 
 
-_DNS = select(L3NetworkDns.dns).where(
-    L3NetworkDns.l3_network_uuid == bindparam("l3")).order_by(L3NetworkDns.create_date)
+# Core statements (tables, not ORM entities): they run for every VM created, planned.
+_DNS_ROWS, _USED = L3NetworkDns.__table__, UsedIp.__table__
+_DNS = select(_DNS_ROWS.c.dns).where(
+    _DNS_ROWS.c.l3_network_uuid == bindparam("l3")).order_by(_DNS_ROWS.c.create_date)
 
 
 def dhcp_spec(db: Session, *, l2_type: str, l3_network_uuid: str, dns_domain: str | None,
@@ -82,13 +84,13 @@ def dhcp_spec(db: Session, *, l2_type: str, l3_network_uuid: str, dns_domain: st
             "dnsDomain": dns_domain, "hostname": hostname}
 
 
-_RECORDED = select(UsedIp.ip).where(
-    UsedIp.l3_network_uuid == bindparam("l3"), UsedIp.use_for == DHCP_USE,
-).order_by(UsedIp.create_date, UsedIp.uuid).limit(1)
+_RECORDED = select(_USED.c.ip).where(
+    _USED.c.l3_network_uuid == bindparam("l3"), _USED.c.use_for == DHCP_USE,
+).order_by(_USED.c.create_date, _USED.c.uuid).limit(1)
 # Looked up by the (L3 network, address) unique key, not by scanning the network's addresses.
-_STILL_RECORDED = select(UsedIp.ip).where(
-    UsedIp.l3_network_uuid == bindparam("l3"), UsedIp.ip == bindparam("ip"),
-    UsedIp.use_for == DHCP_USE)
+_STILL_RECORDED = select(_USED.c.ip).where(
+    _USED.c.l3_network_uuid == bindparam("l3"), _USED.c.ip == bindparam("ip"),
+    _USED.c.use_for == DHCP_USE)
 # The address each L3 network's server was last seen to have; checked on every use, since
 # it can be released (and its transaction may not have committed).
 _last_seen: dict[str, str] = {}

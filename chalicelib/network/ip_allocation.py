@@ -140,15 +140,28 @@ def _ranges(session: Session, l3_uuid: str) -> _Ranges:
     return _Ranges(l3_uuid, rows[0].name, sorted(ranges, key=lambda r: r.first))
 
 
-_USED_AMONG = select(USED_IPS.c.ip).where(USED_IPS.c.l3_network_uuid == bindparam("l3"),
-                                          USED_IPS.c.ip.in_(bindparam("ips", expanding=True)))
+# A fixed number of addresses per query (a short list is padded with repeats): one SQL text,
+# so the statement is planned once rather than expanded for each list (every VM runs it).
+_USED_AMONG = select(USED_IPS.c.ip).where(
+    USED_IPS.c.l3_network_uuid == bindparam("l3"),
+    USED_IPS.c.ip.in_([bindparam(f"ip{n}") for n in range(PROBES)]))
+
+
+def _dotted(ip: int) -> str:
+    """``str(IPv4Address(ip))``, a tenth of the time."""
+    return f"{ip >> 24}.{ip >> 16 & 255}.{ip >> 8 & 255}.{ip & 255}"
 
 
 def _used_among(session: Session, l3_uuid: str, ips: list[int]) -> set[int]:
     """Which of ``ips`` are in use, through the unique (l3 network, ip) index."""
-    texts = [str(IPv4Address(ip)) for ip in ips]
-    return {int(IPv4Address(ip)) for ip in session.scalars(
-        _USED_AMONG, {"l3": l3_uuid, "ips": texts})}
+    by_text = {_dotted(ip): ip for ip in ips}
+    texts, used = list(by_text), set()
+    for start in range(0, len(texts), PROBES):
+        chunk = texts[start:start + PROBES]
+        chunk += chunk[:1] * (PROBES - len(chunk))
+        used.update(by_text[text] for text in session.scalars(
+            _USED_AMONG, {"l3": l3_uuid, **{f"ip{n}": text for n, text in enumerate(chunk)}}))
+    return used
 
 
 def _free_by_reading_used(session: Session, ranges: _Ranges) -> list[tuple[_Range, int]]:
@@ -177,7 +190,7 @@ class ClaimedIp:
 def _claim(session: Session, ranges: _Ranges, r: _Range, ip: int,
            use_for: str) -> ClaimedIp | None:
     """The address, now used; None if it was taken first."""
-    claimed = ClaimedIp(new_uuid(), ranges.l3_uuid, str(IPv4Address(ip)), ip, r.netmask,
+    claimed = ClaimedIp(new_uuid(), ranges.l3_uuid, _dotted(ip), ip, r.netmask,
                         r.gateway)
     if insert_unless_duplicate(session, USED_IPS, {
         "uuid": claimed.uuid, "ip_range_uuid": r.uuid, "l3_network_uuid": ranges.l3_uuid,

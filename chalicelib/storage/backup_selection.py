@@ -13,19 +13,21 @@ from chalicelib.errors import InvalidState, NotFound
 NO_BACKUP_STORAGE = "NoBackupStorageAvailable"
 
 
-_IMAGE = select(Image.uuid, Image.name, Image.state, Image.status).where(
-    Image.uuid == bindparam("image"))
+# Core statements (tables, not ORM entities): they run on every VM created, planned.
+_IMAGES, _STORAGES = Image.__table__, BackupStorage.__table__
+_ZONE_REFS, _IMAGE_REFS = BackupStorageZoneRef.__table__, ImageBackupStorageRef.__table__
+_IMAGE = select(_IMAGES.c.uuid, _IMAGES.c.name, _IMAGES.c.state, _IMAGES.c.status).where(
+    _IMAGES.c.uuid == bindparam("image"))
 _HOLDING_THE_IMAGE = select(
-    BackupStorage.uuid, BackupStorage.name, BackupStorage.state, BackupStorage.status,
-    BackupStorageZoneRef.zone_uuid,
-).join(ImageBackupStorageRef,
-       ImageBackupStorageRef.backup_storage_uuid == BackupStorage.uuid).outerjoin(
-    BackupStorageZoneRef,
-    (BackupStorageZoneRef.backup_storage_uuid == BackupStorage.uuid)
-    & (BackupStorageZoneRef.zone_uuid == bindparam("zone")),
-).where(ImageBackupStorageRef.image_uuid == bindparam("image"),
-        ImageBackupStorageRef.status == "Ready",
-        ).order_by(BackupStorage.available_capacity.desc(), BackupStorage.uuid)
+    _STORAGES.c.uuid, _STORAGES.c.name, _STORAGES.c.state, _STORAGES.c.status,
+    _ZONE_REFS.c.zone_uuid,
+).join(_IMAGE_REFS, _IMAGE_REFS.c.backup_storage_uuid == _STORAGES.c.uuid).outerjoin(
+    _ZONE_REFS,
+    (_ZONE_REFS.c.backup_storage_uuid == _STORAGES.c.uuid)
+    & (_ZONE_REFS.c.zone_uuid == bindparam("zone")),
+).where(_IMAGE_REFS.c.image_uuid == bindparam("image"),
+        _IMAGE_REFS.c.status == "Ready",
+        ).order_by(_STORAGES.c.available_capacity.desc(), _STORAGES.c.uuid)
 
 
 def _image(session: Session, image_uuid: str) -> Row[Any]:
