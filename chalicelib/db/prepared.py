@@ -50,8 +50,11 @@ class Plan:
     carried: Mapping[str, Any]  # values the statement holds itself (literals)
     bind_processors: Mapping[str, Callable[[Any], Any]]
     defaults: tuple[tuple[str, ColumnDefault], ...]  # Python-side column defaults
-    expanding: bool
+    expanding: tuple[str, ...]  # the IN lists' parameters, whose lengths each call decides
     result: SimpleResultMetaData | None  # None: a write
+    # By the IN lists' lengths: the SQL, its parameters in order and their processors (None:
+    # SQLAlchemy expands that shape on every call, as it named the items differently).
+    expansions: dict[tuple[int, ...], tuple[str, tuple[str, ...], dict] | None]
 
     def values(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         values = dict(self.carried)
@@ -65,11 +68,32 @@ class Plan:
         """The SQL and its positional arguments for one row of values."""
         sql, names, processors = self.sql, self.names, self.bind_processors
         if self.expanding:
-            expanded = self.compiled._process_parameters_for_postcompile(dict(values))
-            sql, names, values = expanded.statement, expanded.positiontup, expanded.parameters
-            processors = {**processors, **expanded.processors}
+            sql, names, processors, values = self._expand(values)
         return sql, tuple(processors[name](values[name]) if name in processors
                           else values[name] for name in names)
+
+    def _expand(self, values: Mapping[str, Any]):
+        """The SQL for these IN lists' lengths, computed once per shape: SQLAlchemy names
+        the items of list ``x`` ``x_1``, ``x_2`` …, checked against its own expansion."""
+        shape = tuple(len(values[name]) for name in self.expanding)
+        items = dict(values)
+        for name in self.expanding:
+            items.update((f"{name}_{n}", item) for n, item in enumerate(values[name], 1))
+        known = self.expansions.get(shape, False)
+        if known is False:
+            expanded = self.compiled._process_parameters_for_postcompile(dict(values))
+            processors = {**self.bind_processors, **expanded.processors}
+            same = all(name in items and items[name] is expanded.parameters[name]
+                       for name in expanded.positiontup)
+            known = self.expansions[shape] = (
+                (expanded.statement, tuple(expanded.positiontup), processors) if same else None)
+            if not same:
+                return expanded.statement, expanded.positiontup, processors, expanded.parameters
+        if known is None:
+            expanded = self.compiled._process_parameters_for_postcompile(dict(values))
+            return (expanded.statement, expanded.positiontup,
+                    {**self.bind_processors, **expanded.processors}, expanded.parameters)
+        return (*known, items)
 
 
 def _plan(statement: Executable, connection: Connection, keys: tuple[str, ...] | None,
@@ -99,9 +123,9 @@ def _plan(statement: Executable, connection: Connection, keys: tuple[str, ...] |
     filled = {*(keys or ()), *(name for name, _ in defaults)}
     carried = {name: bind.effective_value for name, bind in compiled.binds.items()
                if not bind.required and bind.callable is None and name not in filled}
+    expanding = tuple(sorted(compiled.bind_names[bind] for bind in compiled.post_compile_params))
     return Plan(compiled.string, compiled, tuple(compiled.positiontup), carried,
-                dict(compiled._bind_processors), tuple(defaults),
-                bool(compiled.post_compile_params), result)
+                dict(compiled._bind_processors), tuple(defaults), expanding, result, {})
 
 
 # Plans by statement object, then by parameter names, one-row-or-many and dialect. A
@@ -115,6 +139,18 @@ _plans: weakref.WeakKeyDictionary[Executable, dict[tuple, Plan | None]] = \
 class PlannedSession(Session):
     """A Session whose Core statements take their :class:`Plan` where they can."""
 
+    _held: tuple[Any, Connection] | None = None  # the transaction and its connection
+
+    def _connection(self) -> Connection:
+        """``connection()``, which walks the transaction's state on every call, once per
+        transaction: a transaction keeps its connection to its end."""
+        held, transaction = self._held, self._transaction
+        if held is not None and held[0] is transaction and transaction.is_active:
+            return held[1]
+        connection = self.connection()
+        self._held = (self._transaction, connection)
+        return connection
+
     def execute(self, statement, params=None, *args, **kwargs):
         if args or kwargs or not isinstance(statement, _PLANNED) \
                 or statement._propagate_attrs.get("compile_state_plugin") == "orm" \
@@ -124,7 +160,7 @@ class PlannedSession(Session):
         if many and len(params) == 1:
             params, many = params[0], False
         self._autoflush()  # as SQLAlchemy does before any Core statement
-        connection = self.connection()
+        connection = self._connection()
         if connection._has_events or connection.engine._has_events or connection._echo:
             return super().execute(statement, params)
         first = (params[0] if many else params) or {}

@@ -57,7 +57,9 @@ def test_rows_types_and_defaults_match_sqlalchemy(db):
 def test_in_lists_scalars_and_row_counts(db):
     _add(db, "z-1", "z-2", "z-3")
     with db.session() as session:
-        for names in (["z-1"], ["z-3", "z-1"], ["z-1", "z-2", "z-3", "none"], ["z-2"]):
+        # Lists of one length share one expansion of the SQL; each keeps its own values.
+        for names in (["z-1"], ["z-3", "z-1"], ["z-1", "z-2", "z-3", "none"], ["z-2"],
+                      ["z-3", "z-2"], [], ["none"], []):
             assert session.scalars(_AMONG, {"names": names}).all() == sorted(
                 n for n in names if n != "none")
         assert session.scalar(_AMONG, {"names": ["z-2", "z-3"]}) == "z-2"
@@ -111,3 +113,26 @@ def test_a_listener_on_the_engine_sees_every_statement(db):
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
     assert any("FROM zones" in statement for statement in seen)
+
+
+def test_one_session_across_commits_rollbacks_and_savepoints(db):
+    """A plan runs on the connection of the session's transaction as it is now."""
+    _add(db, "kept", "kept-too")
+    session = db._sessions()
+    try:
+        for _ in range(2):  # planned from the second run on
+            assert session.execute(_DESCRIBE, {"match": "kept", "text": "one"}).rowcount == 1
+            session.commit()
+        session.execute(_DESCRIBE, {"match": "kept", "text": "rolled back"})
+        session.rollback()
+        assert session.execute(_BY_NAME, {"name": "kept"}).one().name == "kept"
+        savepoint = session.begin_nested()
+        session.execute(_DROP, {"name": "kept-too"})
+        savepoint.rollback()
+        assert session.scalars(_AMONG, {"names": ["kept", "kept-too"]}).all() == \
+            ["kept", "kept-too"]
+        session.commit()
+    finally:
+        session.close()
+    with db.session() as other:
+        assert other.scalar(select(ZONES.c.description).where(ZONES.c.name == "kept")) == "one"
