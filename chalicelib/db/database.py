@@ -99,15 +99,25 @@ _turns: dict[Path, WriterTurn] = {}
 _turns_lock = threading.Lock()
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite database; None for another database, or one in memory (which
+    no other process sees)."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" \
+            or path.startswith("file:"):
+        return None
+    return path
+
+
 def writer_turn(url: str) -> AbstractContextManager[None]:
     """The turn writers take on this database: SQLite's (shared with other processes when it
     is a file), or none where the database locks rows itself (MySQL). Call
     :func:`let_go_of` when done with it."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
+    if make_url(url).get_backend_name() != "sqlite":
         return nullcontext()
-    path = parsed.database
-    if not path or path == ":memory:" or path.startswith("file:"):
+    path = sqlite_file(url)
+    if path is None:
         return WriterTurn(None)
     lock_path = Path(f"{path}-turn").resolve()
     with _turns_lock:

@@ -79,21 +79,19 @@ class Plan:
         items = dict(values)
         for name in self.expanding:
             items.update((f"{name}_{n}", item) for n, item in enumerate(values[name], 1))
-        known = self.expansions.get(shape, False)
-        if known is False:
-            expanded = self.compiled._process_parameters_for_postcompile(dict(values))
-            processors = {**self.bind_processors, **expanded.processors}
-            same = all(name in items and items[name] is expanded.parameters[name]
-                       for name in expanded.positiontup)
-            known = self.expansions[shape] = (
-                (expanded.statement, tuple(expanded.positiontup), processors) if same else None)
-            if not same:
-                return expanded.statement, expanded.positiontup, processors, expanded.parameters
+        if shape not in self.expansions:
+            sql, names, processors, parameters = self._expanded_by_sqlalchemy(values)
+            same = all(name in items and items[name] is parameters[name] for name in names)
+            self.expansions[shape] = (sql, names, processors) if same else None
+        known = self.expansions[shape]
         if known is None:
-            expanded = self.compiled._process_parameters_for_postcompile(dict(values))
-            return (expanded.statement, expanded.positiontup,
-                    {**self.bind_processors, **expanded.processors}, expanded.parameters)
+            return self._expanded_by_sqlalchemy(values)
         return (*known, items)
+
+    def _expanded_by_sqlalchemy(self, values: Mapping[str, Any]):
+        expanded = self.compiled._process_parameters_for_postcompile(dict(values))
+        return (expanded.statement, tuple(expanded.positiontup),
+                {**self.bind_processors, **expanded.processors}, expanded.parameters)
 
 
 def _plan(statement: Executable, connection: Connection, keys: tuple[str, ...] | None,

@@ -157,10 +157,9 @@ class StepFunctionsFlowEngine:
 
 
 def resume_flows_on_reports(db: Database, stepfunctions: Any):
-    """An event subscriber: a committed agent report resumes the flow task waiting on it."""
-    def on_event(name: str, payload: dict[str, Any]) -> None:
-        if name != COMMAND_FINISHED:
-            return
+    """A subscriber to COMMAND_FINISHED: a committed agent report resumes the flow task
+    waiting on it."""
+    def on_event(_name: str, payload: dict[str, Any]) -> None:
         with db.session() as session:
             command = session.get(AgentCommand, payload["commandUuid"])
             if command is not None:

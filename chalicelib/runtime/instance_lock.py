@@ -18,6 +18,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from chalicelib.db.database import sqlite_file
+
 _MYSQL_LOCK_SECONDS = 0  # do not wait: a held lock means another aerie up runs
 
 
@@ -33,15 +35,13 @@ class InstanceLock:
     def take(cls, db_url: str) -> InstanceLock:
         """The lock on ``db_url``'s database; AlreadyRunning if another process holds it.
         A database only this process can see (SQLite in memory) needs none."""
-        url = make_url(db_url)
-        if url.get_backend_name() == "sqlite":
-            path = url.database
-            if not path or path == ":memory:" or path.startswith("file:"):
-                return cls(lambda: None)
+        path = sqlite_file(db_url)
+        if path is not None:
             return cls._take_file(Path(f"{path}-instance").resolve())
+        url = make_url(db_url)
         if url.get_backend_name() in ("mysql", "mariadb"):
             return cls._take_named(db_url, url.database or "")
-        return cls(lambda: None)  # a database locking its rows itself, and no known lock
+        return cls(lambda: None)  # SQLite in memory, which no other process sees
 
     @classmethod
     def _take_file(cls, path: Path) -> InstanceLock:

@@ -39,9 +39,7 @@ class NotifiedAgentWaiter:
         self._abandoned = False
         self._unsubscribe = events.subscribe(self._on_event, (COMMAND_FINISHED,))
 
-    def _on_event(self, name: str, payload: dict[str, Any]) -> None:
-        if name != COMMAND_FINISHED:
-            return
+    def _on_event(self, _name: str, payload: dict[str, Any]) -> None:
         now = time.monotonic()
         outcome = AgentOutcome(payload["ok"], payload.get("result"), payload.get("error"))
         with self._lock:

@@ -91,11 +91,10 @@ class SimulatedHosts:
         self._unsubscribe = events.subscribe(self._on_event, (commands.COMMAND_QUEUED,))
         self._thread.start()
 
-    def _on_event(self, name: str, payload: dict) -> None:
-        if name == commands.COMMAND_QUEUED:  # committed: the next read finds it
-            with self._announced_lock:
-                self._announced.add(payload["commandUuid"])
-            self.wake()
+    def _on_event(self, _name: str, payload: dict) -> None:
+        with self._announced_lock:  # committed: the next read finds it
+            self._announced.add(payload["commandUuid"])
+        self.wake()
 
     def wake(self) -> None:
         """Commands wait: run them now rather than at the next tick."""

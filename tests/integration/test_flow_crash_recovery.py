@@ -62,25 +62,26 @@ def _create_vm_waiting_on_its_host(server: Server, latency_ms: int):
         http.close()
 
 
-def _stop(server: Server) -> tuple[int, float]:
-    """SIGTERM: the exit code and the seconds it took."""
-    started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    code = server.process.wait(timeout=90)
-    return code, time.monotonic() - started
+def _stopped_mid_create(db_url: str, tmp_path: Path, **env: str):
+    """``aerie up`` stopped (SIGTERM) while a VM-create flow waits for its slow host: the
+    cloud, job and VM, the exit code, the seconds the stop took, and the log."""
+    server = _start(db_url, tmp_path / "first", **env)
+    try:
+        cloud, job_uuid, vm_uuid = _create_vm_waiting_on_its_host(server, SLOW_HOST_MS)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(timeout=90)
+        return cloud, job_uuid, vm_uuid, code, time.monotonic() - started, server.output()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
 
 
 def test_a_stop_lets_a_flow_waiting_on_its_host_finish(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'aerie.db'}"
-    server = _start(db_url, tmp_path / "first")
-    try:
-        _, job_uuid, vm_uuid = _create_vm_waiting_on_its_host(server, SLOW_HOST_MS)
-        code, seconds = _stop(server)
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
+    _, job_uuid, vm_uuid, code, seconds, output = _stopped_mid_create(db_url, tmp_path)
     # Its two agent steps take 3 s at most, within the default grace of 10 s.
-    assert code == 0 and seconds < 10, (code, seconds, server.output())
+    assert code == 0 and seconds < 10, (code, seconds, output)
     database = Database(db_url)
     with database.session() as db:
         assert db.get(ApiJob, job_uuid).state == "Succeeded"
@@ -92,16 +93,11 @@ def test_a_stop_lets_a_flow_waiting_on_its_host_finish(tmp_path):
 def test_a_stop_outlasting_a_slow_host_leaves_its_flow_to_the_next_start(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'aerie.db'}"
     # A grace of 1 s: the flow's last agent step alone takes longer.
-    first = _start(db_url, tmp_path / "first", AERIE_STOP_GRACE_SECONDS="1")
-    try:
-        cloud, job_uuid, vm_uuid = _create_vm_waiting_on_its_host(first, SLOW_HOST_MS)
-        code, seconds = _stop(first)
-    finally:
-        if first.process.poll() is None:
-            first.process.kill()
+    cloud, job_uuid, vm_uuid, code, seconds, output = _stopped_mid_create(
+        db_url, tmp_path, AERIE_STOP_GRACE_SECONDS="1")
     # It waited out its grace, not the engine's hard stop (51 s, then kill -9).
-    assert code == 0 and 1 <= seconds < 15, (code, seconds, first.output())
-    assert f"job {job_uuid} stays Running" in first.output()
+    assert code == 0 and 1 <= seconds < 15, (code, seconds, output)
+    assert f"job {job_uuid} stays Running" in output
     _restart_rolls_back(db_url, tmp_path, cloud, job_uuid, vm_uuid)
 
 

@@ -18,6 +18,13 @@ def _pair() -> tuple[Link, Link]:
     return Link(ours, "engine"), Link(theirs, "api")
 
 
+def _wait_closed(link: Link) -> None:
+    deadline = time.monotonic() + 5
+    while not link.closed:
+        assert time.monotonic() < deadline, "the link did not see the other side go"
+        time.sleep(0.01)
+
+
 def test_messages_arrive_in_order_both_ways():
     api, engine = _pair()
     jobs, events = [], []
@@ -77,9 +84,7 @@ def test_a_callback_registered_after_the_other_side_went_is_called_at_once():
     api, engine = _pair()
     api.start()
     engine.close()
-    deadline = time.monotonic() + 5
-    while not api.closed and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_closed(api)
     called = []
     api.when_closed(lambda: called.append(threading.current_thread()))
     assert called == [threading.current_thread()]
@@ -165,9 +170,7 @@ def test_a_job_handed_to_an_engine_that_is_gone_is_left_for_the_next_start(caplo
     api, engine = _pair()
     api.start()
     engine.close()
-    deadline = time.monotonic() + 5
-    while not api.closed and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_closed(api)
     handle = EngineProcess(process=None, link=api, stop_seconds=1)
     handle.submit("job-1", "vm:x", 1)  # does not raise
     assert "job job-1 stays Waiting and runs when aerie up starts again" in caplog.text
