@@ -108,7 +108,9 @@ def test_a_nic_on_a_flat_network_gets_a_dhcp_object_and_one_on_a_vlan_none(db):
                    "netmask": nic.netmask, "gateway": nic.gateway}
         spec = dhcp_spec(session, l2_type=l2.type, **columns, hostname="web-1")
         assert sorted(spec.pop("dns")) == ["1.1.1.1", "8.8.8.8"]  # IPv4 only
-        assert spec == {"l3NetworkUuid": site.l3, "serverIp": "10.0.0.254",
+        # The highest address the range has free: the NIC took a random one first.
+        top_free = "10.0.0.253" if nic.ip == "10.0.0.254" else "10.0.0.254"
+        assert spec == {"l3NetworkUuid": site.l3, "serverIp": top_free,
                         "prefixLength": 24, "gateway": "10.0.0.1",
                         "dnsDomain": "corp.example", "hostname": "web-1"}
         assert nic.ip != spec["serverIp"]
